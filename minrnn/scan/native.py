@@ -1,0 +1,129 @@
+"""Compiled CPU scan: `csrc/scan.c` built with the system C compiler on first use and loaded with ctypes.
+
+No PyTorch headers are involved, so the build takes about a second. The shared library is cached under
+``$MINRNN_CACHE`` (default ``~/.cache/minrnn``) keyed by a hash of the source and flags, and is written
+atomically (temp file, then rename). Where no compiler is found the `native` implementation is simply not
+available and ``auto`` uses the pure-PyTorch ``chunked`` scan; ``minrnn info`` says which is active.
+Supports contiguous CPU float32/float64; other dtypes are computed in float32 and cast back.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+_SRC = Path(__file__).resolve().parent.parent / "csrc" / "scan.c"
+_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC"]
+_lib = None
+_error: str | None = None
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("MINRNN_CACHE", Path.home() / ".cache" / "minrnn"))
+
+
+def build(verbose: bool = False) -> Path:
+    """Compile the kernel if needed and return the path of the shared library."""
+    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        raise RuntimeError("no C compiler found (install gcc or set CC)")
+    src = _SRC.read_bytes()
+    key = hashlib.sha256(src + " ".join([cc] + _FLAGS).encode()).hexdigest()[:16]
+    out = _cache_dir() / f"minrnn_scan_{key}.so"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+    os.close(fd)
+    cmd = [cc, *_FLAGS, str(_SRC), "-o", tmp]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        os.unlink(tmp)
+        raise RuntimeError(f"compiling the native scan failed ({' '.join(cmd)}):\n{res.stderr}")
+    os.replace(tmp, out)
+    return out
+
+
+def _load():
+    global _lib, _error
+    if _lib is not None or _error is not None:
+        return _lib
+    if os.environ.get("MINRNN_DISABLE_NATIVE"):
+        _error = "disabled by MINRNN_DISABLE_NATIVE"
+        return None
+    try:
+        lib = ctypes.CDLL(str(build()))
+        for suf in ("f32", "f64"):
+            getattr(lib, f"scan_fwd_{suf}").argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_int]
+            getattr(lib, f"scan_bwd_{suf}").argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 3 + [ctypes.c_int]
+        _lib = lib
+    except (RuntimeError, OSError) as e:
+        _error = str(e)
+    return _lib
+
+
+def available() -> bool:
+    return _load() is not None
+
+
+def unavailable_reason() -> str:
+    _load()
+    return _error or ""
+
+
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+
+
+def _ptr(t: torch.Tensor | None):
+    return None if t is None else ctypes.c_void_p(t.data_ptr())
+
+
+def _threads(numel: int) -> int:
+    # Waking threads costs more than it saves on small problems.
+    return torch.get_num_threads() if numel >= 1 << 16 else 1
+
+
+class NativeScanFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a, b, h0):
+        B, T, D = a.shape
+        a, b = a.contiguous(), b.contiguous()
+        h0c = None if h0 is None else h0.contiguous()
+        h = torch.empty_like(a)
+        getattr(_lib, f"scan_fwd_{_SUFFIX[a.dtype]}")(_ptr(a), _ptr(b), _ptr(h0c), _ptr(h), B, T, D,
+                                                       _threads(a.numel()))
+        ctx.has_h0 = h0 is not None
+        ctx.save_for_backward(a, h, h0c if h0c is not None else torch.empty(0))
+        return h
+
+    @staticmethod
+    def backward(ctx, gh):
+        a, h, h0 = ctx.saved_tensors
+        h0 = h0 if ctx.has_h0 else None
+        B, T, D = a.shape
+        gh = gh.contiguous()
+        need_a, need_b, need_h0 = ctx.needs_input_grad
+        da = torch.empty_like(a) if need_a else None
+        db = torch.empty_like(a) if need_b else None
+        dh0 = torch.empty_like(h0) if (h0 is not None and need_h0) else None
+        getattr(_lib, f"scan_bwd_{_SUFFIX[a.dtype]}")(_ptr(a), _ptr(h), _ptr(h0), _ptr(gh), _ptr(da), _ptr(db),
+                                                       _ptr(dh0), B, T, D, _threads(a.numel()))
+        return da, db, dh0
+
+
+def scan_native(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
+    if _load() is None:
+        raise RuntimeError(f"native scan unavailable: {_error}")
+    if a.device.type != "cpu":
+        raise ValueError(f"native scan: expected CPU tensors, got device {a.device}")
+    if a.dtype in _SUFFIX:
+        return NativeScanFn.apply(a, b, h0)
+    # bf16/fp16: accumulate in fp32, return the input dtype.
+    h = NativeScanFn.apply(a.float(), b.float(), None if h0 is None else h0.float())
+    return h.to(a.dtype)
