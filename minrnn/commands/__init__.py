@@ -1,0 +1,1 @@
+"""Subcommands of the `minrnn` CLI, one module each (see `minrnn/cli.py`)."""

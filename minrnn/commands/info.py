@@ -1,0 +1,24 @@
+"""`minrnn info`: versions, available scan implementations, the active one, devices."""
+from __future__ import annotations
+
+
+def run(args) -> int:
+    import platform
+
+    import torch
+
+    import minrnn
+    from minrnn.scan import available_impls, native, resolve_impl
+    print(f"minrnn {minrnn.__version__}  torch {torch.__version__}  python {platform.python_version()}")
+    cuda = f"cuda: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cuda: not available"
+    print(f"device: cpu ({torch.get_num_threads()} threads), {cuda}")
+    print(f"scan implementations available: {', '.join(available_impls())}")
+    if not native.available():
+        print(f"  native unavailable: {native.unavailable_reason()}")
+    print(f"active (auto) on cpu: {resolve_impl('auto', torch.device('cpu'))}")
+    return 0
+
+
+def register(sub) -> None:
+    s = sub.add_parser("info", help="versions, scan implementations, device")
+    s.set_defaults(func=run)
