@@ -17,12 +17,14 @@ import torch
 import torch.nn as nn
 
 from . import gates
-from .scan import IMPLS, linear_scan, resolve_impl
-from .scan.logspace import scan_logspace
+from .scan import IMPLS, resolve_impl
+from .scan.cells import cell_scan, coeffs
 
 
 class _MinRNN(nn.Module):
     n_gates = 2  # pre-activations per hidden unit; set by subclasses
+    cell = "mingru"
+    normalize = False
 
     def __init__(self, input_size: int, hidden_size: int | None = None, *, expansion: float | None = None,
                  proj_size: int | None = None, num_layers: int = 1, bias: bool = True, dropout: float = 0.0,
@@ -67,13 +69,6 @@ class _MinRNN(nn.Module):
         n_states = num_layers * self.num_directions
         self.h0 = nn.Parameter(torch.zeros(n_states, hidden_size, **fk)) if learn_h0 else None
         self.drop = nn.Dropout(dropout)
-
-    # ---- cell math (subclasses) ----
-    def _coeffs(self, k: torch.Tensor):
-        raise NotImplementedError
-
-    def _log_coeffs(self, k: torch.Tensor):
-        raise NotImplementedError
 
     # ---- public API ----
     def init_state(self, batch_size: int) -> torch.Tensor:
@@ -132,7 +127,7 @@ class _MinRNN(nn.Module):
         h = self.init_state(B) if h is None else self._check_state(h, B, x_t)
         new, inp = [], x_t
         for layer in range(self.num_layers):
-            a, b = self._coeffs(self.cells[layer](inp))  # (B, H) each
+            a, b = coeffs(self.cell, self.cells[layer](inp), self.candidate, self.normalize)  # (B, H) each
             h_l = a * h[layer] + b
             new.append(h_l)
             inp = h_l if self.proj_size is None else self.projs[layer](h_l)
@@ -142,34 +137,10 @@ class _MinRNN(nn.Module):
 
     # ---- internals ----
     def _recur(self, k, h0, h_default, mask, reset, impl) -> torch.Tensor:
-        if impl == "logspace":
-            if mask is not None or reset is not None:
-                raise ValueError("scan_impl='logspace' does not support mask/lengths/reset; use 'auto'")
-            if self.candidate != "g":
-                raise ValueError("scan_impl='logspace' needs candidate='g' (states must stay positive)")
-            if h0 is None and self.h0 is not None:
-                h0 = h_default
-            log_h0 = None
-            if h0 is not None:
-                if not bool((h0 > 0).all()):
-                    raise ValueError("scan_impl='logspace' expected a strictly positive h0, got values <= 0")
-                log_h0 = h0.log()
-            log_a, log_b = self._log_coeffs(k)
-            return scan_logspace(log_a, log_b, log_h0)
-        a, b = self._coeffs(k)  # (B, T, H) each
         if h0 is None and self.h0 is not None:
             h0 = h_default
-        if reset is not None:
-            r = reset.unsqueeze(-1)
-            if self.h0 is not None:  # restart from the learned state: h_t = a_t h0 + b_t
-                b = torch.where(r, b + a * h_default, b)
-            a = a.masked_fill(r, 0.0)
-        if mask is not None:
-            m = mask.unsqueeze(-1)
-            a = torch.where(m, a, torch.ones_like(a))
-            b = b.masked_fill(~m, 0.0)
-        h, _ = linear_scan(a, b, h0, impl)
-        return h
+        return cell_scan(self.cell, k, h0, candidate=self.candidate, normalize=self.normalize, impl=impl,
+                         mask=mask, reset=reset, h_reset=h_default if self.h0 is not None else None)
 
     def _check_input(self, x, ndim: int) -> None:
         name = "x" if ndim == 3 else "x_t"
@@ -209,13 +180,8 @@ class _MinRNN(nn.Module):
 class MinGRU(_MinRNN):
     """minGRU: z_t = sigmoid(W_z x_t), h_t = (1 - z_t) h_{t-1} + z_t c(W_h x_t). Parameters 2 d_h d_x (+ bias)."""
     n_gates = 2
-
-    def _coeffs(self, k):
-        k_z, k_h = k.chunk(2, dim=-1)
-        return gates.mingru_coeffs(k_z, k_h, self.candidate)
-
-    def _log_coeffs(self, k):
-        return gates.mingru_log_coeffs(*k.chunk(2, dim=-1))
+    cell = "mingru"
+    normalize = False  # only minLSTM normalises
 
 
 class MinLSTM(_MinRNN):
@@ -226,18 +192,11 @@ class MinLSTM(_MinRNN):
     Parameters 3 d_h d_x (+ bias).
     """
     n_gates = 3
+    cell = "minlstm"
 
     def __init__(self, *args, normalize: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.normalize = normalize
-
-    def _coeffs(self, k):
-        k_f, k_i, k_h = k.chunk(3, dim=-1)
-        return gates.minlstm_coeffs(k_f, k_i, k_h, self.candidate, self.normalize)
-
-    def _log_coeffs(self, k):
-        k_f, k_i, k_h = k.chunk(3, dim=-1)
-        return gates.minlstm_log_coeffs(k_f, k_i, k_h, self.normalize)
 
 
 def _build_mask(mask, lengths, B: int, T: int, device) -> torch.Tensor | None:
