@@ -77,7 +77,7 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None
     elif impl == "logspace":
         for name, t in (("a", a), ("b", b), ("h0", h0)):
             if t is not None and not bool((t > 0).all()):
-                raise ValueError(f"{name}: the logspace scan expected strictly positive values, got some <= 0")
+                raise ValueError(f"{name}: the logspace scan expected strictly positive values, got values <= 0 or NaN")
         h = scan_logspace(a.log(), b.log(), None if h0 is None else h0.log())
     elif impl == "chunked":
         h = scan_chunked(a, b, h0)
