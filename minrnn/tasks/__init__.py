@@ -9,6 +9,7 @@ import importlib
 
 TASKS: dict[str, str] = {
     "shakespeare": "minrnn.tasks.shakespeare",
+    "rl": "minrnn.tasks.rl.task",
 }
 
 

@@ -1,0 +1,187 @@
+"""Offline RL data: D4RL hdf5 files and Minari datasets -> trajectories -> Decision-model training segments.
+
+A trajectory is a dict of numpy arrays ``observations (T, obs_dim)``, ``actions (T, act_dim)``,
+``rewards (T,)`` plus ``terminal`` (bool: the episode ended by termination, not by a time limit or the end
+of the data). D4RL files are flat arrays with ``terminals``/``timeouts`` flags; an episode ends at the first
+flagged transition (D4RL's own ``sequence_dataset`` convention), and unflagged transitions at the end of a
+file form a last, cut episode. Minari stores one group per episode with T+1 observations.
+
+Training segments follow the Decision Transformer: ``context`` consecutive steps of one episode with the
+return-to-go R_t = sum_{t' >= t} r_t' (undiscounted, divided by ``rtg_scale``), the absolute timestep, and the
+state normalised by the dataset mean/std. Episodes shorter than the context are right-padded (``mask`` False),
+so padded positions come after real ones and a causal model's outputs on real positions do not see them.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
+H5PY_HINT = "h5py is needed to read hdf5 datasets: pip install 'minrnn[rl]' (or pip install h5py)"
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(H5PY_HINT) from e
+    return h5py
+
+
+def _finite(name: str, arr: np.ndarray, where: str) -> None:
+    if not np.isfinite(arr).all():
+        bad = int(np.argwhere(~np.isfinite(arr.reshape(len(arr), -1)).all(1))[0, 0])
+        raise ValueError(f"{where}: expected finite {name}, got NaN/inf (first at row {bad})")
+
+
+def load_d4rl(path: str | os.PathLike) -> list[dict]:
+    """Read a D4RL-layout hdf5 file into trajectories. Raises ValueError on a malformed file."""
+    h5py = _h5py()
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"D4RL file: expected an existing hdf5 file, got {path}")
+    with h5py.File(path, "r") as f:
+        missing = [k for k in D4RL_KEYS if k not in f]
+        if missing:
+            raise ValueError(f"{path}: expected D4RL keys {list(D4RL_KEYS)}, missing {missing} "
+                             f"(found {sorted(f.keys())})")
+        d = {k: np.asarray(f[k][()]) for k in D4RL_KEYS}
+    n = len(d["observations"])
+    lens = {k: len(v) for k, v in d.items()}
+    if len(set(lens.values())) != 1:
+        raise ValueError(f"{path}: expected every key to have the same length, got {lens}")
+    if n == 0:
+        raise ValueError(f"{path}: expected at least one transition, got 0")
+    for k, nd in (("observations", 2), ("actions", 2), ("rewards", 1), ("terminals", 1), ("timeouts", 1)):
+        if d[k].ndim != nd:
+            raise ValueError(f"{path}: expected {k} with {nd} dims, got shape {d[k].shape}")
+    for k in ("observations", "actions", "rewards"):
+        _finite(k, d[k].astype(np.float64), str(path))
+    obs, act = d["observations"].astype(np.float32), d["actions"].astype(np.float32)
+    rew = d["rewards"].astype(np.float32)
+    term, tout = d["terminals"].astype(bool), d["timeouts"].astype(bool)
+    ends = np.flatnonzero(term | tout)
+    trajs, start = [], 0
+    for e in list(ends) + ([n - 1] if len(ends) == 0 or ends[-1] != n - 1 else []):
+        trajs.append(dict(observations=obs[start:e + 1], actions=act[start:e + 1], rewards=rew[start:e + 1],
+                          terminal=bool(term[e])))
+        start = e + 1
+    return trajs
+
+
+def load_minari(name_or_path: str | os.PathLike) -> list[dict]:
+    """Read a Minari dataset: a local dataset id (via the `minari` package, no download) or a path to a
+    Minari dataset directory / its ``data/main_data.hdf5`` (read directly with h5py)."""
+    p = Path(name_or_path)
+    if p.exists():
+        f = p / "data" / "main_data.hdf5" if p.is_dir() else p
+        if not f.exists():
+            raise FileNotFoundError(f"Minari dataset: expected {f} inside the dataset directory")
+        h5py = _h5py()
+        with h5py.File(f, "r") as h:
+            keys = sorted((k for k in h.keys() if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
+            if not keys:
+                raise ValueError(f"{f}: expected Minari groups 'episode_<i>', got {sorted(h.keys())}")
+            eps = [{k: np.asarray(h[ek][k][()]) if k in h[ek] else None
+                    for k in ("observations", "actions", "rewards", "terminations", "truncations")}
+                   for ek in keys]
+        names = keys
+    else:
+        try:
+            import minari
+        except ImportError as e:
+            raise ImportError(f"{name_or_path!r} is not a path, and reading a Minari dataset id needs the "
+                              "minari package: pip install 'minrnn[rl]'") from e
+        ds = minari.load_dataset(str(name_or_path), download=False)
+        eps, names = [], []
+        for ep in ds.iterate_episodes():
+            eps.append(dict(observations=ep.observations, actions=ep.actions, rewards=ep.rewards,
+                            terminations=ep.terminations, truncations=ep.truncations))
+            names.append(f"episode_{ep.id}")
+    return [_minari_episode(ep, f"{name_or_path}:{nm}") for ep, nm in zip(eps, names)]
+
+
+def _minari_episode(ep: dict, where: str) -> dict:
+    missing = [k for k, v in ep.items() if v is None]
+    if missing:
+        raise ValueError(f"{where}: expected keys observations, actions, rewards, terminations, truncations; "
+                         f"missing {missing}")
+    obs, act = np.asarray(ep["observations"]), np.asarray(ep["actions"])
+    if not isinstance(ep["observations"], np.ndarray) or obs.ndim != 2:
+        raise ValueError(f"{where}: expected flat vector observations (T+1, obs_dim), got shape {obs.shape}")
+    T = len(act)
+    if T == 0 or act.ndim != 2:
+        raise ValueError(f"{where}: expected actions of shape (T>=1, act_dim), got {act.shape}")
+    lens = {"observations": len(obs), "rewards": len(ep["rewards"]), "terminations": len(ep["terminations"]),
+            "truncations": len(ep["truncations"])}
+    if lens != {"observations": T + 1, "rewards": T, "terminations": T, "truncations": T}:
+        raise ValueError(f"{where}: expected T+1={T + 1} observations and T={T} rewards/terminations/"
+                         f"truncations for T={T} actions, got {lens}")
+    for k, v in (("observations", obs), ("actions", act), ("rewards", np.asarray(ep["rewards"]))):
+        _finite(k, v.astype(np.float64), where)
+    return dict(observations=obs[:-1].astype(np.float32), actions=act.astype(np.float32),
+                rewards=np.asarray(ep["rewards"], np.float32), terminal=bool(np.asarray(ep["terminations"])[-1]))
+
+
+def load_trajectories(source: str | os.PathLike) -> list[dict]:
+    """D4RL hdf5 file (``*.hdf5``/``*.h5``) or Minari dataset (id, directory or main_data.hdf5)."""
+    p = Path(source)
+    if p.is_file() and p.suffix in (".hdf5", ".h5") and p.name != "main_data.hdf5":
+        return load_d4rl(p)
+    return load_minari(source)
+
+
+def returns_to_go(rewards: np.ndarray) -> np.ndarray:
+    """R_t = sum_{t' >= t} r_t' (float64 accumulation, returned as float32)."""
+    return np.cumsum(np.asarray(rewards, np.float64)[::-1])[::-1].astype(np.float32)
+
+
+class SegmentSampler:
+    """Draws Decision-model training segments from trajectories; a pure function of (trajectories, seed)."""
+
+    def __init__(self, trajs: list[dict], context: int, rtg_scale: float = 1000.0, max_ep_len: int = 1000):
+        if not trajs:
+            raise ValueError("trajectories: expected at least one, got 0")
+        if context < 1:
+            raise ValueError(f"context: expected >= 1, got {context}")
+        self.trajs, self.context, self.rtg_scale, self.max_ep_len = trajs, context, rtg_scale, max_ep_len
+        dims = {(t["observations"].shape[1], t["actions"].shape[1]) for t in trajs}
+        if len(dims) != 1:
+            raise ValueError(f"trajectories: expected one (obs_dim, act_dim), got {sorted(dims)}")
+        self.obs_dim, self.act_dim = dims.pop()
+        obs = np.concatenate([t["observations"] for t in trajs]).astype(np.float64)
+        self.state_mean = obs.mean(0).astype(np.float32)
+        self.state_std = (obs.std(0) + 1e-6).astype(np.float32)
+        self.rtg = [returns_to_go(t["rewards"]) for t in trajs]
+        lens = np.array([len(t["rewards"]) for t in trajs])
+        self.p = lens / lens.sum()  # DT samples episodes in proportion to their length
+        self.n_transitions = int(lens.sum())
+
+    def sample(self, rngs: list[np.random.Generator]) -> dict[str, np.ndarray]:
+        """One segment per generator (so an example depends on its own generator only) ->
+        states (B, K, obs), actions (B, K, act), rtg (B, K, 1), timesteps (B, K) int64, mask (B, K)."""
+        K, batch_size = self.context, len(rngs)
+        out = dict(states=np.zeros((batch_size, K, self.obs_dim), np.float32),
+                   actions=np.zeros((batch_size, K, self.act_dim), np.float32),
+                   rtg=np.zeros((batch_size, K, 1), np.float32), timesteps=np.zeros((batch_size, K), np.int64),
+                   mask=np.zeros((batch_size, K), bool))
+        for b, rng in enumerate(rngs):
+            i = int(rng.choice(len(self.trajs), p=self.p))
+            tr, T = self.trajs[i], len(self.trajs[i]["rewards"])
+            s = int(rng.integers(0, max(T - K, 0) + 1))  # whole window inside the episode when T >= K
+            n = min(K, T - s)
+            out["states"][b, :n] = (tr["observations"][s:s + n] - self.state_mean) / self.state_std
+            out["actions"][b, :n] = tr["actions"][s:s + n]
+            out["rtg"][b, :n, 0] = self.rtg[i][s:s + n] / self.rtg_scale
+            out["timesteps"][b, :n] = np.minimum(np.arange(s, s + n), self.max_ep_len - 1)
+            out["mask"][b, :n] = True
+        return out
+
+
+def summarize(trajs: list[dict]) -> dict:
+    """Episode count, transitions and return statistics (for logs and docs)."""
+    rets = np.array([float(np.sum(t["rewards"], dtype=np.float64)) for t in trajs])
+    return dict(episodes=len(trajs), transitions=int(sum(len(t["rewards"]) for t in trajs)),
+                return_mean=float(rets.mean()), return_min=float(rets.min()), return_max=float(rets.max()))

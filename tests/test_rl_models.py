@@ -1,0 +1,128 @@
+"""Decision models: acting step by step == full forward, a few training steps per model, a short roll-out."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from minrnn.tasks.rl.evaluate import normalized_score
+from minrnn.tasks.rl.models import Actor, DecisionModel
+
+ARCHS = ["mingru", "minlstm", "transformer"]
+
+
+def _seq(B=3, K=9, obs=5, act=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(B, K, 1, generator=g), torch.randn(B, K, obs, generator=g),
+            torch.rand(B, K, act, generator=g) * 2 - 1, torch.arange(K).expand(B, K) + 3)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("conv", [0, 4])
+def test_acting_equals_forward(arch, conv):
+    torch.manual_seed(0)
+    m = DecisionModel(arch, 5, 2, context=9, d_model=32, n_layers=2, n_heads=2, conv_kernel=conv).eval()
+    R, S, A, T = _seq()
+    with torch.no_grad():
+        y, _ = m(R, S, A, T)
+    modes = ["carried", "window"] if arch != "transformer" else ["window"]
+    for mode in modes:  # window mode with context >= T sees the whole history, like carried
+        act = Actor(m, 3, mode)
+        outs = []
+        for t in range(9):
+            outs.append(act.act(R[:, t, 0], S[:, t], T[:, t]))
+            act.observe_action(A[:, t])
+        torch.testing.assert_close(torch.stack(outs, 1), y, atol=2e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_window_mode_slides(arch):
+    torch.manual_seed(1)
+    m = DecisionModel(arch, 5, 2, context=4, d_model=16, n_layers=2, n_heads=1).eval()
+    R, S, A, T = _seq(B=2, K=7, seed=1)
+    act = Actor(m, 2, "window")
+    for t in range(7):
+        a = act.act(R[:, t, 0], S[:, t], T[:, t])
+        act.observe_action(A[:, t])
+    with torch.no_grad():
+        y, _ = m(R[:, 3:], S[:, 3:], A[:, 3:], T[:, 3:])  # the last 4 steps only
+    torch.testing.assert_close(a, y[:, -1], atol=2e-6, rtol=1e-5)
+
+
+def test_actor_errors():
+    m = DecisionModel("transformer", 5, 2, context=4, d_model=16, n_layers=1, n_heads=1)
+    with pytest.raises(ValueError, match="needs a recurrent model"):
+        Actor(m, 1, "carried")
+    with pytest.raises(ValueError, match="expected mingru, minlstm or transformer"):
+        DecisionModel("gru", 5, 2)
+    R, S, A, T = _seq(obs=5)
+    with pytest.raises(ValueError, match="actions: expected shape \\(B, K, 2\\)"):
+        m(R, S, A[..., :1], T)
+
+
+def test_normalized_score_references():
+    np.testing.assert_allclose(normalized_score("hopper", [-20.272305, 3234.3]), [0.0, 100.0])
+    np.testing.assert_allclose(normalized_score("halfcheetah", 5927.4105235), 50.0)
+    with pytest.raises(ValueError, match="env: expected one of"):
+        normalized_score("ant", 1.0)
+
+
+@pytest.fixture(scope="module")
+def hopper_like(tmp_path_factory):
+    """A D4RL-layout file with Hopper's dims whose actions are a fixed function of the state."""
+    h5py = pytest.importorskip("h5py", reason="h5py not installed")
+    rng = np.random.default_rng(0)
+    n = 600
+    obs = rng.normal(size=(n, 11)).astype(np.float32)
+    W = rng.normal(size=(11, 3)).astype(np.float32) / 3
+    act = np.tanh(obs @ W).astype(np.float32)
+    term = np.zeros(n, bool)
+    term[[49, 149, 299, 599]] = True
+    path = tmp_path_factory.mktemp("rl") / "hopper-tiny.hdf5"
+    with h5py.File(path, "w") as f:
+        for k, v in dict(observations=obs, actions=act, rewards=rng.normal(size=n).astype(np.float32),
+                         terminals=term, timeouts=np.zeros(n, bool)).items():
+            f.create_dataset(k, data=v)
+    return str(path)
+
+
+@pytest.mark.parametrize("arch", ["mingru", "minlstm", "dt"])
+def test_few_training_steps(hopper_like, arch):
+    from minrnn.tasks.rl.task import RLConfig, RLTask
+    torch.manual_seed(0)
+    task = RLTask(RLConfig(model=arch, env="hopper", data=hopper_like, context=8, d_model=32, n_layers=2,
+                           dropout=0.0, val_every=4, eval_batches=2))
+    assert task.n_episodes == 4 and task.train_data.n_transitions == 300  # episode 4 (300 steps) held out
+    b8 = task.train_batch(step=5, seed=1, lo=0, hi=8)
+    b_lo, b_hi = task.train_batch(5, 1, 0, 3), task.train_batch(5, 1, 3, 8)
+    for k in b8:
+        torch.testing.assert_close(b8[k], torch.cat([b_lo[k], b_hi[k]]))
+    model = task.build_model()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = task.evaluate(model.eval(), "train")["loss"]
+    model.train()
+    for step in range(40):
+        loss, logs = task.loss(model, task.train_batch(step, 0, 0, 16))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert np.isfinite(logs["action_mse"])
+    last = task.evaluate(model.eval(), "train")["loss"]
+    assert last < 0.6 * first, (first, last)
+
+
+def test_short_rollout(hopper_like):
+    pytest.importorskip("gymnasium", reason="gymnasium not installed")
+    pytest.importorskip("mujoco", reason="mujoco not installed")
+    from minrnn.tasks.rl.task import RLConfig, RLTask
+    torch.manual_seed(0)
+    task = RLTask(RLConfig(model="mingru", env="hopper", data=hopper_like, context=16, max_ep_len=16,
+                           d_model=16, n_layers=2, val_every=0))
+    model = task.build_model().eval()
+    r1 = task.rollout(model, 2, seed=3, mode="carried")
+    r2 = task.rollout(model, 2, seed=3, mode="window")  # window of 16 >= 16 steps: the same policy
+    assert r1["mode"] == "carried" and r2["mode"] == "window"
+    assert 1 <= max(r1["lengths"]) <= 16 and r1["env_steps"] == sum(r1["lengths"])
+    np.testing.assert_allclose(r1["returns"], r2["returns"], rtol=1e-4)
+    np.testing.assert_allclose(r1["score_mean"], normalized_score("hopper", r1["returns"]).mean())
+    assert r1["steps_per_s"] > 0
