@@ -10,6 +10,8 @@ import importlib
 TASKS: dict[str, str] = {
     "shakespeare": "minrnn.tasks.shakespeare",
     "rl": "minrnn.tasks.rl.task",
+    "selective-copy": "minrnn.tasks.selective_copy",
+    "chomsky": "minrnn.tasks.chomsky",
 }
 
 
