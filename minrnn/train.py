@@ -1,7 +1,33 @@
-"""The training engine: one loop for every task (`minrnn train <task>`). Work in progress: config only."""
+"""The training engine: one loop for every task (`minrnn train <task>`; tasks in `minrnn/tasks/`).
+
+AdamW (weight decay on matrices only), linear warm-up + cosine decay, gradient clipping and accumulation,
+evaluation every `eval_every` steps with early stopping, atomic checkpoints (`checkpoint.py`) with exact
+resume, CPU/GPU with bf16/fp16 autocast, optional torch.compile, DDP under `torchrun` (rank 0 writes).
+
+Exactness: batches are a pure function of (config, seed, step, slice) (see `tasks/base.py`), evaluation
+runs under a forked RNG, and checkpoints carry every rank's RNG state, so a run resumed from the checkpoint
+of step k replays steps k+1.. bit for bit, and W processes train on exactly the global batch of one.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import platform
+import random
+import time
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from . import checkpoint as ck
+from .tasks import get_task
+from .tasks.base import to_device
 
 
 @dataclass
@@ -13,13 +39,14 @@ class TrainConfig:
     lr: float = 1e-3               # peak learning rate (AdamW)
     min_lr: float = 1e-4           # learning rate at the end of the cosine decay
     warmup_steps: int = 100        # linear warm-up steps
-    weight_decay: float = 0.1      # AdamW decay on matrices only (not biases, norms, embeddings of size 1-D)
+    weight_decay: float = 0.1      # AdamW decay, on weight matrices only (not biases, norms)
     beta1: float = 0.9             # AdamW beta1
     beta2: float = 0.99            # AdamW beta2
     grad_clip: float = 1.0         # max global gradient norm (0: off)
     eval_every: int = 250          # evaluate (and checkpoint) every N steps, and at the end
+    ckpt_every: int = 0            # also checkpoint every N steps (0: only at evaluations)
     patience: int = 0              # early stopping: evaluations without improvement (0: off)
-    time_budget: float = 0.0       # stop after this many seconds of training (0: no limit)
+    time_budget: float = 0.0       # stop after this many seconds of training, evaluation excluded (0: none)
     seed: int = 0                  # seed of init, data order and dropout
     device: str = "auto"           # auto | cpu | cuda | cuda:N
     amp: str = "none"              # autocast on GPU: none | bf16 | fp16
@@ -30,3 +57,294 @@ class TrainConfig:
     log_every: int = 10            # write a train metrics line every N steps
     tensorboard: bool = False      # also write TensorBoard events (needs the tensorboard package)
     progress: bool = True          # tqdm progress bar
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "grad_accum", "eval_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "ckpt_every", "patience", "threads", "grad_clip", "weight_decay",
+                     "time_budget", "min_lr"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr: expected > 0, got {self.lr}")
+        if self.amp not in ("none", "bf16", "fp16"):
+            raise ValueError(f"amp: expected none, bf16 or fp16, got {self.amp!r}")
+
+
+# train-config fields a resumed run may change (the rest would change the result)
+RESUMABLE = ("steps", "time_budget", "eval_every", "ckpt_every", "patience", "device", "amp", "compile",
+             "threads", "progress", "log_every", "tensorboard")
+
+
+def resolve_config(task: str, preset: str | None = None, overrides: dict | None = None):
+    """(Task class, task config, train config) from defaults <- preset <- overrides (field names)."""
+    task_cls = get_task(task)
+    overrides = dict(overrides or {})
+    values = dict(task_cls.preset(preset, overrides.get("model", task_cls.Config().model))) if preset else {}
+    values.update(overrides)
+    tnames = {f.name for f in dataclasses.fields(TrainConfig)}
+    knames = {f.name for f in dataclasses.fields(task_cls.Config)}
+    unknown = sorted(set(values) - tnames - knames)
+    if unknown:
+        raise ValueError(f"unknown config fields {unknown}: expected fields of TrainConfig or "
+                         f"{task_cls.Config.__name__}")
+    return (task_cls, task_cls.Config(**{k: v for k, v in values.items() if k in knames}),
+            TrainConfig(**{k: v for k, v in values.items() if k in tnames}))
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Multiplier of cfg.lr for the update after `step` completed steps: warm-up, then cosine to min_lr."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    floor = min(cfg.min_lr / cfg.lr, 1.0)
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    params = {id(p): (n, p) for n, p in model.named_parameters() if p.requires_grad}.values()
+    decay = [p for n, p in params if p.dim() >= 2]
+    no_decay = [p for n, p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = device.type == "cuda"
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
+
+
+def _setup_dist(cfg: TrainConfig):
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if cfg.device == "auto":
+        device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(cfg.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device: expected a visible GPU for 'cuda', got none")
+        if device.type == "cuda" and device.index is None:
+            device = torch.device(f"cuda:{local}")
+    if cfg.amp != "none" and device.type != "cuda":
+        raise ValueError(f"amp: expected 'none' on {device.type} (autocast is for GPUs), got {cfg.amp!r}")
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def _load_resume(run_dir: str, overrides: dict | None):
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"--resume: expected a run directory with config.json, got {run_dir}")
+    saved = json.loads(cfg_path.read_text())
+    bad = sorted(set(overrides or {}) - set(RESUMABLE))
+    if bad:
+        raise ValueError(f"--resume: fields {bad} cannot change in a resumed run (only {list(RESUMABLE)})")
+    train_vals = {**saved["train_config"], **(overrides or {})}
+    task_cls, task_cfg, train_cfg = resolve_config(saved["task"], None, {**saved["task_config"], **train_vals})
+    ckpt = ck.load_checkpoint(run_dir / "ckpt_last.pt")
+    if ckpt.get("task") != saved["task"]:
+        raise ValueError(f"checkpoint task: expected {saved['task']!r} (config.json), got {ckpt.get('task')!r}")
+    return run_dir, saved.get("preset"), task_cls, task_cfg, train_cfg, ckpt
+
+
+def train(task: str | None = None, preset: str | None = None, overrides: dict | None = None, *,
+          resume: str | os.PathLike | None = None, stop_at: int | None = None) -> dict:
+    """Train `task` (or resume the run in `resume`); returns the run summary (also in summary.json).
+    `stop_at` ends the process right after the checkpoint of that step, as a kill would (for tests)."""
+    if resume is not None:
+        run_dir, preset, task_cls, task_cfg, cfg, ckpt = _load_resume(resume, overrides)
+    else:
+        if task is None:
+            raise ValueError("task: expected a task name or resume=RUN_DIR, got neither")
+        (task_cls, task_cfg, cfg), ckpt, run_dir = resolve_config(task, preset, overrides), None, None
+    rank, world, device = _setup_dist(cfg)
+    if cfg.batch_size % (world * cfg.grad_accum):
+        raise ValueError(f"batch_size: expected a multiple of world_size * grad_accum = "
+                         f"{world * cfg.grad_accum}, got {cfg.batch_size}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    tk = task_cls(task_cfg)
+    raw = tk.build_model().to(device)
+    n_params = sum(p.numel() for p in {id(p): p for p in raw.parameters()}.values())
+    opt = make_optimizer(raw, cfg, device)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(lr_factor, cfg=cfg))
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16")
+    st = {"step": 0, "best": None, "best_step": 0, "bad_evals": 0, "train_time": 0.0, "eval_time": 0.0}
+    torch.manual_seed(cfg.seed * 7919 + 1 + rank)  # dropout stream, distinct per rank
+    if ckpt is not None:
+        ck.load_model_state(raw, ckpt["model"], str(Path(run_dir) / "ckpt_last.pt"))
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        st.update(ckpt["state"])
+        rngs = ckpt["rng"]
+        if len(rngs) == world:
+            ck.set_rng_state(rngs[rank])
+        elif rank == 0:
+            print(f"note: resumed with {world} processes, checkpoint has {len(rngs)}: dropout RNG reseeded")
+    if rank == 0:
+        if run_dir is None:
+            run_dir = ck.make_run_dir(cfg.out_dir, task_cls.name, task_cfg.model, cfg.seed, cfg.run_name)
+        ck.atomic_write_json(Path(run_dir) / "config.json", {
+            "task": task_cls.name, "preset": preset, "task_config": asdict(task_cfg), "train_config": asdict(cfg),
+            "world_size": world, "params": n_params, "model_class": type(raw).__name__,
+            "versions": {"torch": torch.__version__, "python": platform.python_version()}})
+        print(f"run {run_dir}: {task_cls.name} / {task_cfg.model}, {n_params:,} parameters, seed {cfg.seed}, "
+              f"{world} process(es) on {device}" + (f", resuming at step {st['step']}" if ckpt else ""))
+    model = torch.compile(raw) if cfg.compile else raw
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                          else None)
+    log = ck.MetricsLog(Path(run_dir), cfg.tensorboard, st["step"] if ckpt else None) if rank == 0 else None
+    try:
+        summary = _loop(tk, model, raw, opt, sched, scaler, cfg, st, rank, world, device, run_dir, log, stop_at)
+    finally:
+        if log is not None:
+            log.close()
+    if summary is not None and rank == 0:
+        summary.update(run_dir=str(run_dir), params=n_params)
+        ck.atomic_write_json(Path(run_dir) / "summary.json", summary)
+    return summary if summary is not None else {"run_dir": str(run_dir), "stopped_at": stop_at}
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    if cfg.amp == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
+
+
+def _loop(tk, model, raw, opt, sched, scaler, cfg, st, rank, world, device, run_dir, log, stop_at):
+    from tqdm.auto import tqdm
+    A, local_bs = cfg.grad_accum, cfg.batch_size // (world * cfg.grad_accum)
+    bar = tqdm(total=cfg.steps, initial=st["step"], disable=rank != 0 or not cfg.progress, dynamic_ncols=True)
+    win = {"loss": 0.0, "n": 0, "tokens": 0, "time": 0.0, "metrics": {}}
+    last_eval, stop = None, False
+    model.train()
+    while st["step"] < cfg.steps and not stop:
+        t0 = time.perf_counter()
+        loss_sum, tokens, mets = 0.0, 0, {}
+        for m in range(A):
+            lo = (rank * A + m) * local_bs
+            batch = tk.train_batch(st["step"], cfg.seed, lo, lo + local_bs)
+            tokens += tk.count_tokens(batch)
+            batch = to_device(batch, device)
+            sync = model.no_sync() if world > 1 and m < A - 1 else contextlib.nullcontext()
+            with sync:
+                with _autocast(cfg, device):
+                    loss, lm = tk.loss(model, batch)
+                scaler.scale(loss / A).backward()
+            loss_sum += loss.item() / A
+            for k, v in lm.items():
+                mets[k] = mets.get(k, 0.0) + float(v) / A
+        scaler.unscale_(opt)
+        gnorm = torch.nn.utils.clip_grad_norm_(raw.parameters(), cfg.grad_clip or float("inf"))
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        st["step"] += 1
+        dt = time.perf_counter() - t0
+        st["train_time"] += dt
+        over = cfg.time_budget > 0 and st["train_time"] >= cfg.time_budget
+        red = torch.tensor([loss_sum, float(tokens), float(over)], dtype=torch.float64)
+        if world > 1:  # mean loss, total tokens, and one stop decision for all ranks
+            dist.all_reduce(red)
+            red[0] /= world
+        stop = bool(red[2] > 0)
+        win["loss"] += float(red[0]); win["n"] += 1; win["tokens"] += int(red[1]); win["time"] += dt
+        for k, v in mets.items():
+            win["metrics"][k] = win["metrics"].get(k, 0.0) + v
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(red[0]):.4f}", tok_s=f"{int(red[1]) / dt:,.0f}", refresh=False)
+        step = st["step"]
+        if log is not None and (step % cfg.log_every == 0 or step == cfg.steps or stop):
+            n = win["n"]
+            log.write({"kind": "train", "step": step, "time": round(st["train_time"], 4),
+                       "loss": win["loss"] / n, "lr": sched.get_last_lr()[0], "grad_norm": float(gnorm),
+                       "step_time": win["time"] / n, "tokens_per_s": win["tokens"] / win["time"],
+                       **{k: v / n for k, v in win["metrics"].items()}})
+        if step % cfg.log_every == 0:
+            win = {"loss": 0.0, "n": 0, "tokens": 0, "time": 0.0, "metrics": {}}
+        evaluate = step % cfg.eval_every == 0 or step == cfg.steps or stop
+        if evaluate:
+            last_eval = _evaluate(tk, raw, cfg, device, st, log, bar)
+            if cfg.patience and st["bad_evals"] >= cfg.patience:
+                stop = True
+                bar.write(f"early stop at step {step}: no improvement of {tk.eval_split}_{tk.eval_metric} "
+                          f"in {cfg.patience} evaluations")
+        if evaluate or (cfg.ckpt_every and step % cfg.ckpt_every == 0) or step == stop_at:
+            _save(tk, raw, opt, sched, scaler, cfg, st, rank, world, run_dir)
+        if stop_at is not None and step == stop_at:
+            bar.close()
+            return None
+    bar.close()
+    return {"steps": st["step"], "train_time": st["train_time"], "eval_time": st["eval_time"],
+            f"best_{tk.eval_split}_{tk.eval_metric}": st["best"], "best_step": st["best_step"],
+            "last_eval": last_eval}
+
+
+def _evaluate(tk, raw, cfg, device, st, log, bar) -> dict:
+    t0 = time.perf_counter()
+    raw.eval()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad(), \
+            _autocast(cfg, device):
+        ev = {f"{tk.eval_split}_{k}": float(v) for k, v in tk.evaluate(raw, tk.eval_split).items()}
+    raw.train()
+    st["eval_time"] += time.perf_counter() - t0
+    key = f"{tk.eval_split}_{tk.eval_metric}"
+    if key not in ev:
+        raise ValueError(f"{tk.name}.evaluate: expected a {tk.eval_metric!r} entry, got {sorted(ev)}")
+    better = st["best"] is None or (ev[key] < st["best"] if tk.eval_mode == "min" else ev[key] > st["best"])
+    if better:
+        st["best"], st["best_step"], st["bad_evals"] = ev[key], st["step"], 0
+    else:
+        st["bad_evals"] += 1
+    st["improved"] = better
+    if log is not None:
+        log.write({"kind": "eval", "step": st["step"], "time": round(st["train_time"], 4), **ev})
+    bar.write(f"step {st['step']}: " + "  ".join(f"{k} {v:.4f}" for k, v in ev.items())
+              + f"  ({st['train_time']:.0f} s)")
+    return ev
+
+
+def _save(tk, raw, opt, sched, scaler, cfg, st, rank, world, run_dir) -> None:
+    rngs = [None] * world
+    if world > 1:
+        dist.all_gather_object(rngs, ck.rng_state())
+    else:
+        rngs = [ck.rng_state()]
+    if rank != 0:
+        return
+    state = {k: v for k, v in st.items() if k != "improved"}
+    ckpt = {"task": tk.name, "model": raw.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "state": state, "rng": rngs,
+            "data": {"seed": cfg.seed, "next_step": st["step"]}}
+    ck.save_checkpoint(Path(run_dir) / "ckpt_last.pt", ckpt)
+    if st.get("improved"):
+        st["improved"] = False
+        ck.save_checkpoint(Path(run_dir) / "ckpt_best.pt", {"task": tk.name, "model": raw.state_dict(),
+                                                            "state": state})
+
+
+def load_run(run_dir: str | os.PathLike, which: str = "best", device: str = "cpu", overrides: dict | None = None):
+    """(task, model in eval mode, saved config dict) of a finished or running run, from ckpt_<which>.pt.
+    `overrides` may change task fields that do not touch the model (e.g. the data path)."""
+    if which not in ("best", "last"):
+        raise ValueError(f"checkpoint: expected 'best' or 'last', got {which!r}")
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"run directory: expected {cfg_path} to exist")
+    saved = json.loads(cfg_path.read_text())
+    task_cls, task_cfg, _ = resolve_config(saved["task"], None, {**saved["task_config"], **(overrides or {})})
+    path = run_dir / f"ckpt_{which}.pt"
+    ckpt = ck.load_checkpoint(path)
+    if ckpt.get("task") != saved["task"]:
+        raise ValueError(f"checkpoint task: expected {saved['task']!r}, got {ckpt.get('task')!r}")
+    tk = task_cls(task_cfg)
+    model = tk.build_model()
+    ck.load_model_state(model, ckpt["model"], str(path))
+    return tk, model.to(device).eval(), {**saved, "step": ckpt["state"]["step"]}

@@ -66,6 +66,21 @@ def step_generator(seed: int, step: int, salt: str = "") -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(h[:8], "little") & ((1 << 63) - 1))
 
 
+def example_generator(seed: int, step: int, index: int, salt: str = "") -> torch.Generator:
+    """A generator for example `index` of the global batch of `step`: slicing the batch any way gives the
+    same examples (what makes DDP and gradient accumulation exact)."""
+    return step_generator(seed, step, f"{salt}#{index}")
+
+
+def example_ints(seed: int, step: int, lo: int, hi: int, high: int, salt: str = "") -> torch.Tensor:
+    """One integer in [0, high) per example lo..hi-1 of step's global batch (e.g. window offsets), int64 (hi-lo,)."""
+    out = []
+    for i in range(lo, hi):
+        h = hashlib.sha256(f"{seed}/{step}/{salt}#{i}".encode()).digest()
+        out.append(int.from_bytes(h[:8], "little") % high)
+    return torch.tensor(out, dtype=torch.int64)
+
+
 def to_device(batch: Any, device: torch.device) -> Any:
     """Move every tensor of a (nested tuple/list/dict) batch to `device`."""
     if isinstance(batch, torch.Tensor):
