@@ -5,7 +5,8 @@ Implementations (all return every state, all differentiable in a, b and h0):
   logspace   Heinsen log-space parallel scan (the paper's appendix)       -> `logspace.py`
   chunked    linear-space chunked scan, analytic backward, fp32-exact     -> `chunked.py`
   native     compiled C kernel (OpenMP), when a C compiler is available   -> `native.py`
-`auto` picks the fastest one available on the tensors' device.
+  triton     fused Triton kernels for CUDA tensors (optional dependency)  -> `triton_scan.py`
+`auto` picks the fastest one available on the tensors' device (``triton`` on CUDA when it is installed).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from .chunked import scan_chunked
 from .logspace import scan_logspace
 from .reference import scan_reference
 
-IMPLS = ("reference", "logspace", "chunked", "native")
+IMPLS = ("reference", "logspace", "chunked", "native", "triton")
 
 
 def native_available() -> bool:
@@ -23,20 +24,36 @@ def native_available() -> bool:
     return native.available()
 
 
-def available_impls() -> list[str]:
-    """Names usable on this machine (``native`` only once its kernel compiled)."""
-    return [n for n in IMPLS if n != "native" or native_available()]
+def triton_unavailable_reason(device) -> str | None:
+    """None when the ``triton`` kernels can run on tensors of `device`, else why not (with the fix)."""
+    from . import triton_scan
+    return triton_scan.unavailable_reason(torch.device(device))
+
+
+def available_impls(device="cpu") -> list[str]:
+    """Names usable for tensors on `device` (``native`` only once its kernel compiled, ``triton`` on CUDA)."""
+    device = torch.device(device)
+    names = [n for n in IMPLS if n not in ("native", "triton")]
+    if device.type == "cpu" and native_available():
+        names.append("native")
+    if device.type == "cuda" and triton_unavailable_reason(device) is None:
+        names.append("triton")
+    return names
 
 
 def resolve_impl(impl: str, device: torch.device) -> str:
     """Turn ``auto`` into a concrete implementation name and reject unknown names."""
     if impl == "auto":
+        if device.type == "cuda" and triton_unavailable_reason(device) is None:
+            return "triton"
         return "native" if device.type == "cpu" and native_available() else "chunked"
     if impl not in IMPLS:
         raise ValueError(f"scan impl: expected one of {('auto',) + IMPLS}, got {impl!r}")
     if impl == "native" and not native_available():
         from . import native
         raise RuntimeError(f"scan impl 'native' is unavailable: {native.unavailable_reason()}")
+    if impl == "triton" and triton_unavailable_reason(device) is not None:
+        raise RuntimeError(f"scan impl 'triton' is unavailable: {triton_unavailable_reason(device)}")
     return impl
 
 
@@ -81,6 +98,9 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None
         h = scan_logspace(a.log(), b.log(), None if h0 is None else h0.log())
     elif impl == "chunked":
         h = scan_chunked(a, b, h0)
+    elif impl == "triton":
+        from .triton_scan import scan_triton
+        h = scan_triton(a, b, h0)
     else:
         from .native import scan_native
         h = scan_native(a, b, h0)

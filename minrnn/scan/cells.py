@@ -50,6 +50,10 @@ def cell_scan(cell: str, k: torch.Tensor, h0: torch.Tensor | None, *, candidate:
             log_h0 = h0.log()
         log_a, log_b = log_coeffs(cell, k, normalize)
         return scan_logspace(log_a, log_b, log_h0)
+    if impl == "triton":  # gate math, reset and mask fused into the GPU scan (`triton_scan.py`)
+        from .triton_scan import cell_scan_triton
+        return cell_scan_triton(cell, k, h0, candidate=candidate, normalize=normalize, mask=mask, reset=reset,
+                                h_reset=h_reset)
     a, b = coeffs(cell, k, candidate, normalize)  # (B, T, H) each
     if reset is not None:
         r = reset.unsqueeze(-1)

@@ -1,0 +1,183 @@
+"""The `triton` scan implementation: launches the fused kernels of `triton_kernels.py`, with autograd.
+
+`cell_scan_triton` takes a layer's gate pre-activations k (B, T, n_gates * H) and returns all states
+(B, T, H) in k's dtype (fp32 arithmetic inside; fp64 for fp64 inputs); `scan_triton` is the plain
+recurrence h_t = a_t h_{t-1} + b_t with the signature of the other scans. Triton is optional and imported
+only here, on first use: CUDA tensors use the compiled kernels, CPU tensors run under Triton's interpreter
+when ``TRITON_INTERPRET=1`` was set before triton was imported (that is how the test suite checks them).
+
+Launch plan: one program per (batch row, BLOCK_H channels, chunk of time). When B * H / BLOCK_H programs
+already fill the GPU (about 4 per SM) time is one chunk and every operand is read once; otherwise time is
+cut into chunks and a summary pass (one extra read of k) lets every chunk start from its true state.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import torch
+
+INSTALL_HINT = "install it with `pip install triton` (or `pip install 'minrnn[triton]'`)"
+CELL_IDS = {"mingru": 0, "minlstm": 1, "linear": 2}
+N_GATES = {"mingru": 2, "minlstm": 3}
+DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def interpret_mode() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def unavailable_reason(device: torch.device) -> str | None:
+    """None when the triton kernels can run on `device`, else why not (with the fix)."""
+    if not installed():
+        return f"triton is not installed: {INSTALL_HINT}"
+    if device.type == "cuda" or (device.type == "cpu" and interpret_mode()):
+        return None
+    return (f"the triton kernels need CUDA tensors (or CPU tensors with TRITON_INTERPRET=1 set before "
+            f"triton is imported), got device {device}")
+
+
+def plan(B: int, T: int, H: int, device: torch.device, block_t: int | None = None,
+         block_h: int | None = None, n_chunks: int | None = None) -> tuple[int, int, int, int]:
+    """(BLOCK_T, BLOCK_H, chunk length, number of chunks) for one launch."""
+    block_h = block_h or min(64, max(16, 1 << (H - 1).bit_length()))
+    block_t = block_t or 32
+    if n_chunks is None:
+        programs = B * -(-H // block_h)
+        target = 1
+        if device.type == "cuda":
+            target = 4 * torch.cuda.get_device_properties(device).multi_processor_count
+        n_chunks = min(-(-T // block_t), -(-target // programs), 1024)
+    n_chunks = max(1, min(n_chunks, -(-T // block_t)))
+    chunk = -(-(-(-T // n_chunks)) // block_t) * block_t  # a multiple of BLOCK_T
+    return block_t, block_h, chunk, -(-T // chunk)
+
+
+def _operands(cell: str, x: torch.Tensor, x_b: torch.Tensor | None):
+    """Views (x1, x2, x3) sharing one (batch, time) stride pair, and H."""
+    if cell == "linear":
+        return x, x_b, x, x.shape[-1]
+    H = x.shape[-1] // N_GATES[cell]
+    parts = [x[..., i * H:(i + 1) * H] for i in range(N_GATES[cell])]
+    return parts[0], parts[1], parts[-1], H
+
+
+class _TritonScanFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, meta, x, x_b, h0, h_reset, mask, reset):
+        from . import triton_kernels as K
+        cell, normalize, cand_g, cfg = meta
+        x1, x2, x3, H = _operands(cell, x, x_b)
+        B, T = x.shape[:2]
+        bt, bh, chunk, n = plan(B, T, H, x.device, **cfg)
+        h = torch.empty(B, T, H, dtype=x.dtype, device=x.device)
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        agg = torch.empty(B, n, 2, H, dtype=acc, device=x.device) if n > 1 else h
+        args = _common(cell, normalize, cand_g, x, h0, h_reset, mask, reset, bt, bh)
+        ptrs = (h0 if h0 is not None else h, h_reset if h_reset is not None else h,
+                mask if mask is not None else h, reset if reset is not None else h, agg)
+        sizes = (T, H, chunk, n)
+        strides = (x.stride(0), x.stride(1), h.stride(0), h.stride(1),
+                   h0.stride(0) if h0 is not None else 0, h_reset.stride(0) if h_reset is not None else 0)
+        if n > 1:  # summaries of every chunk but the last, then the states
+            K.scan_fwd_kernel[(-(-H // bh), n - 1, B)](x1, x2, x3, h, *ptrs, *sizes, 0, *strides, PHASE=1, **args)
+        K.scan_fwd_kernel[(-(-H // bh), n, B)](x1, x2, x3, h, *ptrs, *sizes, 0, *strides,
+                                               PHASE=2 if n > 1 else 0, **args)
+        ctx.meta = meta
+        ctx.save_for_backward(x, x_b, h, h0, h_reset, mask, reset)
+        return h
+
+    @staticmethod
+    def backward(ctx, gh):
+        from . import triton_kernels as K
+        cell, normalize, cand_g, cfg = ctx.meta
+        x, x_b, h, h0, h_reset, mask, reset = ctx.saved_tensors
+        gh = gh.contiguous()
+        x1, x2, x3, H = _operands(cell, x, x_b)
+        B, T = x.shape[:2]
+        bt, bh, chunk, n = plan(B, T, H, x.device, **cfg)
+        dx = torch.empty_like(x)
+        dx_b = torch.empty_like(x_b) if x_b is not None else None
+        d1, d2, d3, _ = _operands(cell, dx, dx_b)
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        dh0 = torch.empty(B, H, dtype=h0.dtype, device=h0.device) if h0 is not None else h
+        dhr = torch.empty(B, n, H, dtype=acc, device=x.device) if h_reset is not None else h
+        agg = torch.empty(B, n, 2, H, dtype=acc, device=x.device) if n > 1 else h
+        args = _common(cell, normalize, cand_g, x, h0, h_reset, mask, reset, bt, bh)
+        ptrs = (h0 if h0 is not None else h, dh0, h_reset if h_reset is not None else h, dhr,
+                mask if mask is not None else h, reset if reset is not None else h, agg)
+        sizes = (T, H, chunk, n)
+        strides = (x.stride(0), x.stride(1), h.stride(0), h.stride(1),
+                   h0.stride(0) if h0 is not None else 0, h_reset.stride(0) if h_reset is not None else 0)
+        ops = (x1, x2, x3, h, gh, d1, d2, d3)
+        if n > 1:  # summaries of every chunk but the first (reverse time), then the gradients
+            K.scan_bwd_kernel[(-(-H // bh), n - 1, B)](*ops, *ptrs, *sizes, 1, *strides, PHASE=1, **args)
+        K.scan_bwd_kernel[(-(-H // bh), n, B)](*ops, *ptrs, *sizes, 0, *strides,
+                                               PHASE=2 if n > 1 else 0, **args)
+        g_h0 = dh0 if h0 is not None else None
+        g_hr = dhr.sum(1).to(h_reset.dtype) if h_reset is not None else None
+        return None, dx, dx_b, g_h0, g_hr, None, None
+
+
+def _common(cell, normalize, cand_g, x, h0, h_reset, mask, reset, bt, bh) -> dict:
+    import triton.language as tl
+    return dict(CELL=CELL_IDS[cell], NORM=bool(normalize), CAND_G=bool(cand_g),
+                ACC=tl.float64 if x.dtype == torch.float64 else tl.float32,
+                HAS_H0=h0 is not None, HAS_HR=h_reset is not None, HAS_MASK=mask is not None,
+                HAS_RESET=reset is not None, BLOCK_T=bt, BLOCK_H=bh)
+
+
+def _check(x: torch.Tensor, h0, h_reset, mask, reset, H: int) -> None:
+    reason = unavailable_reason(x.device)
+    if reason is not None:
+        raise RuntimeError(f"scan impl 'triton' is unavailable: {reason}")
+    if x.dtype not in DTYPES:
+        raise TypeError(f"triton scan: expected dtype in {DTYPES}, got {x.dtype}")
+    B, T = x.shape[:2]
+    for name, t in (("h0", h0), ("h_reset", h_reset)):
+        if t is not None and (tuple(t.shape) != (B, H) or t.dtype != x.dtype or t.device != x.device):
+            raise ValueError(f"{name}: expected ({B}, {H}) {x.dtype} on {x.device}, got "
+                             f"{tuple(t.shape)} {t.dtype} on {t.device}")
+    for name, t in (("mask", mask), ("reset", reset)):
+        if t is not None and (tuple(t.shape) != (B, T) or t.dtype != torch.bool or t.device != x.device):
+            raise ValueError(f"{name}: expected a ({B}, {T}) bool tensor on {x.device}, got "
+                             f"{tuple(t.shape)} {t.dtype} on {t.device}")
+
+
+def _flag(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.contiguous().view(torch.uint8)
+
+
+def _vec(t: torch.Tensor | None) -> torch.Tensor | None:
+    return t if t is None or t.stride(-1) == 1 else t.contiguous()
+
+
+def cell_scan_triton(cell: str, k: torch.Tensor, h0: torch.Tensor | None, *, candidate: str,
+                     normalize: bool, mask: torch.Tensor | None = None, reset: torch.Tensor | None = None,
+                     h_reset: torch.Tensor | None = None, **cfg) -> torch.Tensor:
+    """All states (B, T, H) from pre-activations k (B, T, n_gates * H); the contract of `cells.cell_scan`.
+
+    h_reset is only used where reset is set. cfg: launch overrides (block_t, block_h, n_chunks) for tests
+    and tuning.
+    """
+    if cell not in N_GATES:
+        raise ValueError(f"cell: expected one of {tuple(N_GATES)}, got {cell!r}")
+    if k.dim() != 3 or k.shape[-1] % N_GATES[cell]:
+        raise ValueError(f"k: expected (B, T, {N_GATES[cell]} * H), got {tuple(k.shape)}")
+    H = k.shape[-1] // N_GATES[cell]
+    _check(k, h0, h_reset, mask, reset, H)
+    h_reset = _vec(h_reset) if reset is not None else None
+    k = k if k.stride(-1) == 1 else k.contiguous()
+    meta = (cell, normalize, candidate == "g", cfg)
+    return _TritonScanFn.apply(meta, k, None, _vec(h0), h_reset, _flag(mask), _flag(reset))
+
+
+def scan_triton(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None, **cfg) -> torch.Tensor:
+    """All states (B, T, D) of h_t = a_t h_{t-1} + b_t (the `linear_scan` contract)."""
+    _check(a, h0, None, None, None, a.shape[-1])
+    a, b = a.contiguous(), b.contiguous()
+    return _TritonScanFn.apply(("linear", False, False, cfg), a, b, _vec(h0), None, None, None)
