@@ -81,7 +81,9 @@ class RLTask(Task):
                       lr=1e-4, min_lr=1e-5, weight_decay=1e-4, warmup_steps=10_000, grad_clip=0.25)
         if preset == "paper":  # DT's recipe: 10 x 10k steps; 5 roll-outs per evaluation in DT's code
             return dict(common, steps=100_000, eval_every=10_000, eval_episodes=10)
-        return dict(common, lr=6e-4, min_lr=6e-5, warmup_steps=200, steps=3_000, eval_every=500, eval_episodes=3)
+        # what one shared CPU thread affords in minutes: a narrower model, smaller batches, 1.5k steps
+        return dict(common, d_model=64, batch_size=32, lr=6e-4, min_lr=6e-5, warmup_steps=100, steps=1_500,
+                    eval_every=500, eval_episodes=3)
 
     def build_model(self) -> DecisionModel:
         c = self.cfg
