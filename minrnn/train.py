@@ -19,7 +19,6 @@ import platform
 import random
 import time
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -93,11 +92,15 @@ def resolve_config(task: str, preset: str | None = None, overrides: dict | None 
             TrainConfig(**{k: v for k, v in values.items() if k in tnames}))
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Multiplier of cfg.lr for the update after `step` completed steps: warm-up, then cosine to min_lr."""
+def lr_factor(step: int, cfg: TrainConfig, train_time: float = 0.0) -> float:
+    """Multiplier of cfg.lr for the update after `step` completed steps: linear warm-up, then cosine to
+    min_lr. With a time budget the decay follows whichever runs out first, steps or seconds, so a run cut
+    by the budget still ends at min_lr (such a run depends on timing and cannot be resumed bit for bit)."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    if cfg.time_budget > 0:
+        progress = max(progress, min(1.0, train_time / cfg.time_budget))
     floor = min(cfg.min_lr / cfg.lr, 1.0)
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
@@ -170,14 +173,12 @@ def train(task: str | None = None, preset: str | None = None, overrides: dict | 
     raw = tk.build_model().to(device)
     n_params = sum(p.numel() for p in {id(p): p for p in raw.parameters()}.values())
     opt = make_optimizer(raw, cfg, device)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(lr_factor, cfg=cfg))
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16")
     st = {"step": 0, "best": None, "best_step": 0, "bad_evals": 0, "train_time": 0.0, "eval_time": 0.0}
     torch.manual_seed(cfg.seed * 7919 + 1 + rank)  # dropout stream, distinct per rank
     if ckpt is not None:
         ck.load_model_state(raw, ckpt["model"], str(Path(run_dir) / "ckpt_last.pt"))
         opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         st.update(ckpt["state"])
         rngs = ckpt["rng"]
@@ -200,14 +201,18 @@ def train(task: str | None = None, preset: str | None = None, overrides: dict | 
                                                           else None)
     log = ck.MetricsLog(Path(run_dir), cfg.tensorboard, st["step"] if ckpt else None) if rank == 0 else None
     try:
-        summary = _loop(tk, model, raw, opt, sched, scaler, cfg, st, rank, world, device, run_dir, log, stop_at)
+        summary = _loop(tk, model, raw, opt, scaler, cfg, st, rank, world, device, run_dir, log, stop_at)
     finally:
         if log is not None:
             log.close()
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
     if summary is not None and rank == 0:
         summary.update(run_dir=str(run_dir), params=n_params)
         ck.atomic_write_json(Path(run_dir) / "summary.json", summary)
-    return summary if summary is not None else {"run_dir": str(run_dir), "stopped_at": stop_at}
+    if summary is None:
+        summary = {"stopped_at": stop_at}
+    return {**summary, "run_dir": str(run_dir) if rank == 0 else None, "rank": rank}
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
@@ -216,15 +221,24 @@ def _autocast(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
 
 
-def _loop(tk, model, raw, opt, sched, scaler, cfg, st, rank, world, device, run_dir, log, stop_at):
+def _set_lr(opt, cfg: TrainConfig, st: dict) -> float:
+    lr = cfg.lr * lr_factor(st["step"], cfg, st["train_time"])
+    for g in opt.param_groups:
+        g["lr"] = lr
+    return lr
+
+
+def _loop(tk, model, raw, opt, scaler, cfg, st, rank, world, device, run_dir, log, stop_at):
     from tqdm.auto import tqdm
     A, local_bs = cfg.grad_accum, cfg.batch_size // (world * cfg.grad_accum)
     bar = tqdm(total=cfg.steps, initial=st["step"], disable=rank != 0 or not cfg.progress, dynamic_ncols=True)
-    win = {"loss": 0.0, "n": 0, "tokens": 0, "time": 0.0, "metrics": {}}
+    fresh = {"loss": 0.0, "n": 0, "tokens": 0, "time": 0.0, "metrics": {}}
+    win = st.setdefault("win", dict(fresh))  # the logging window is checkpointed: resumed logs are identical
     last_eval, stop = None, False
     model.train()
     while st["step"] < cfg.steps and not stop:
         t0 = time.perf_counter()
+        lr = _set_lr(opt, cfg, st)
         loss_sum, tokens, mets = 0.0, 0, {}
         for m in range(A):
             lo = (rank * A + m) * local_bs
@@ -244,7 +258,6 @@ def _loop(tk, model, raw, opt, sched, scaler, cfg, st, rank, world, device, run_
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)
-        sched.step()
         st["step"] += 1
         dt = time.perf_counter() - t0
         st["train_time"] += dt
@@ -263,20 +276,21 @@ def _loop(tk, model, raw, opt, sched, scaler, cfg, st, rank, world, device, run_
         if log is not None and (step % cfg.log_every == 0 or step == cfg.steps or stop):
             n = win["n"]
             log.write({"kind": "train", "step": step, "time": round(st["train_time"], 4),
-                       "loss": win["loss"] / n, "lr": sched.get_last_lr()[0], "grad_norm": float(gnorm),
+                       "loss": win["loss"] / n, "lr": lr, "grad_norm": float(gnorm),
                        "step_time": win["time"] / n, "tokens_per_s": win["tokens"] / win["time"],
                        **{k: v / n for k, v in win["metrics"].items()}})
         if step % cfg.log_every == 0:
-            win = {"loss": 0.0, "n": 0, "tokens": 0, "time": 0.0, "metrics": {}}
+            win = st["win"] = {**fresh, "metrics": {}}
         evaluate = step % cfg.eval_every == 0 or step == cfg.steps or stop
         if evaluate:
             last_eval = _evaluate(tk, raw, cfg, device, st, log, bar)
             if cfg.patience and st["bad_evals"] >= cfg.patience:
                 stop = True
-                bar.write(f"early stop at step {step}: no improvement of {tk.eval_split}_{tk.eval_metric} "
-                          f"in {cfg.patience} evaluations")
+                if rank == 0:
+                    bar.write(f"early stop at step {step}: no improvement of {tk.eval_split}_{tk.eval_metric} "
+                              f"in {cfg.patience} evaluations")
         if evaluate or (cfg.ckpt_every and step % cfg.ckpt_every == 0) or step == stop_at:
-            _save(tk, raw, opt, sched, scaler, cfg, st, rank, world, run_dir)
+            _save(tk, raw, opt, scaler, cfg, st, rank, world, run_dir)
         if stop_at is not None and step == stop_at:
             bar.close()
             return None
@@ -305,12 +319,13 @@ def _evaluate(tk, raw, cfg, device, st, log, bar) -> dict:
     st["improved"] = better
     if log is not None:
         log.write({"kind": "eval", "step": st["step"], "time": round(st["train_time"], 4), **ev})
-    bar.write(f"step {st['step']}: " + "  ".join(f"{k} {v:.4f}" for k, v in ev.items())
-              + f"  ({st['train_time']:.0f} s)")
+    if log is not None:
+        bar.write(f"step {st['step']}: " + "  ".join(f"{k} {v:.4f}" for k, v in ev.items())
+                    + f"  ({st['train_time']:.0f} s)")
     return ev
 
 
-def _save(tk, raw, opt, sched, scaler, cfg, st, rank, world, run_dir) -> None:
+def _save(tk, raw, opt, scaler, cfg, st, rank, world, run_dir) -> None:
     rngs = [None] * world
     if world > 1:
         dist.all_gather_object(rngs, ck.rng_state())
@@ -320,7 +335,7 @@ def _save(tk, raw, opt, sched, scaler, cfg, st, rank, world, run_dir) -> None:
         return
     state = {k: v for k, v in st.items() if k != "improved"}
     ckpt = {"task": tk.name, "model": raw.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "state": state, "rng": rngs,
+            "scheduler": {"step": st["step"], "train_time": st["train_time"]}, "scaler": scaler.state_dict(), "state": state, "rng": rngs,
             "data": {"seed": cfg.seed, "next_step": st["step"]}}
     ck.save_checkpoint(Path(run_dir) / "ckpt_last.pt", ckpt)
     if st.get("improved"):

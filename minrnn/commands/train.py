@@ -61,7 +61,7 @@ def run(args) -> int:
         summary = train(resume=ns.resume, overrides=overrides)
     else:
         summary = train(ns.task, ns.preset, overrides)
-    if summary.get("steps") is not None:
+    if summary.get("steps") is not None and summary.get("rank", 0) == 0:
         best = {k: v for k, v in summary.items() if k.startswith("best_")}
         print(f"done: {summary['steps']} steps in {summary['train_time']:.1f} s of training; {best}; "
               f"run dir {summary['run_dir']}")
