@@ -5,15 +5,24 @@
 #include <stdint.h>
 #include <string.h>
 
-#define DBLK 64
+/* A job is one batch row and a block of up to DBLK features walked through time; with whole rows in one block,
+ * a, b and h stream sequentially through memory. Rows are split only when there are fewer rows than threads. */
+#define DBLK 2048
+
+static int64_t block_width(int64_t B, int64_t D, int nthreads) {
+    int64_t w = D < DBLK ? D : DBLK;
+    int64_t per_row = B >= nthreads ? 1 : (nthreads + B - 1) / B;
+    if ((D + w - 1) / w < per_row) w = ((D + per_row - 1) / per_row + 7) / 8 * 8;
+    return w < 1 ? 1 : w;
+}
 
 #define DEFINE_SCAN(T_, SUF)                                                                          \
 void scan_fwd_##SUF(const T_* a, const T_* b, const T_* h0, T_* h,                                 \
                     int64_t B, int64_t T, int64_t D, int nthreads) {                                 \
-    int64_t nd = (D + DBLK - 1) / DBLK;                                                              \
+    int64_t W = block_width(B, D, nthreads), nd = (D + W - 1) / W;                                   \
     _Pragma("omp parallel for num_threads(nthreads) schedule(static)")                               \
     for (int64_t job = 0; job < B * nd; job++) {                                                     \
-        int64_t bi = job / nd, d0 = (job % nd) * DBLK, w = D - d0 < DBLK ? D - d0 : DBLK;            \
+        int64_t bi = job / nd, d0 = (job % nd) * W, w = D - d0 < W ? D - d0 : W;                      \
         T_ st[DBLK];                                                                                 \
         for (int64_t k = 0; k < w; k++) st[k] = h0 ? h0[bi * D + d0 + k] : (T_)0;                    \
         const T_* ap = a + bi * T * D + d0; const T_* bp = b + bi * T * D + d0;                      \
@@ -26,21 +35,30 @@ void scan_fwd_##SUF(const T_* a, const T_* b, const T_* h0, T_* h,              
 }                                                                                                    \
 void scan_bwd_##SUF(const T_* a, const T_* h, const T_* h0, const T_* gh,                          \
                     T_* da, T_* db, T_* dh0, int64_t B, int64_t T, int64_t D, int nthreads) {        \
-    int64_t nd = (D + DBLK - 1) / DBLK;                                                              \
+    int64_t W = block_width(B, D, nthreads), nd = (D + W - 1) / W;                                   \
     _Pragma("omp parallel for num_threads(nthreads) schedule(static)")                               \
     for (int64_t job = 0; job < B * nd; job++) {                                                     \
-        int64_t bi = job / nd, d0 = (job % nd) * DBLK, w = D - d0 < DBLK ? D - d0 : DBLK;            \
-        T_ g[DBLK], an[DBLK];                                                                        \
-        for (int64_t k = 0; k < w; k++) { g[k] = 0; an[k] = 0; }                                     \
+        int64_t bi = job / nd, d0 = (job % nd) * W, w = D - d0 < W ? D - d0 : W;                      \
+        T_ g[DBLK], an[DBLK], zero[DBLK];                                                            \
+        for (int64_t k = 0; k < w; k++) { g[k] = 0; an[k] = 0; zero[k] = 0; }                        \
         int64_t base = bi * T * D + d0;                                                              \
         for (int64_t t = T - 1; t >= 0; t--) {                                                       \
             int64_t o = base + t * D;                                                                \
-            for (int64_t k = 0; k < w; k++) {                                                        \
-                g[k] = gh[o + k] + an[k] * g[k];                                                     \
-                T_ hp = t > 0 ? h[o - D + k] : (h0 ? h0[bi * D + d0 + k] : (T_)0);                   \
-                if (db) db[o + k] = g[k];                                                            \
-                if (da) da[o + k] = g[k] * hp;                                                       \
-                an[k] = a[o + k];                                                                    \
+            const T_* hp = t > 0 ? h + o - D : (h0 ? h0 + bi * D + d0 : zero);                       \
+            /* one branch-free loop per case so that each vectorises */                              \
+            if (da && db) {                                                                          \
+                _Pragma("GCC ivdep")                                                                 \
+                for (int64_t k = 0; k < w; k++) {                                                    \
+                    g[k] = gh[o + k] + an[k] * g[k];                                                 \
+                    db[o + k] = g[k]; da[o + k] = g[k] * hp[k]; an[k] = a[o + k];                    \
+                }                                                                                    \
+            } else {                                                                                 \
+                for (int64_t k = 0; k < w; k++) {                                                    \
+                    g[k] = gh[o + k] + an[k] * g[k];                                                 \
+                    if (db) db[o + k] = g[k];                                                        \
+                    if (da) da[o + k] = g[k] * hp[k];                                                \
+                    an[k] = a[o + k];                                                                \
+                }                                                                                    \
             }                                                                                        \
         }                                                                                            \
         if (dh0) for (int64_t k = 0; k < w; k++) dh0[bi * D + d0 + k] = an[k] * g[k];               \

@@ -1,6 +1,7 @@
-"""Compiled CPU scan: `csrc/scan.c` built with the system C compiler on first use and loaded with ctypes.
+"""Compiled CPU kernels: `csrc/scan.c` (the generic scan) and `csrc/fused.c` (minGRU/minLSTM gate math fused
+with the scan, used by `fused.py`), built with the system C compiler on first use and loaded with ctypes.
 
-No PyTorch headers are involved, so the build takes about a second. The shared library is cached under
+No PyTorch headers are involved, so the build takes a few seconds, once. The shared library is cached under
 ``$MINRNN_CACHE`` (default ``~/.cache/minrnn``) keyed by a hash of the source and flags, and is written
 atomically (temp file, then rename). Where no compiler is found the `native` implementation is simply not
 available and ``auto`` uses the pure-PyTorch ``chunked`` scan; ``minrnn info`` says which is active.
@@ -18,8 +19,11 @@ from pathlib import Path
 
 import torch
 
-_SRC = Path(__file__).resolve().parent.parent / "csrc" / "scan.c"
-_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp", "-shared", "-fPIC"]
+_CSRC = Path(__file__).resolve().parent.parent / "csrc"
+_SRCS = [_CSRC / "scan.c", _CSRC / "fused.c"]
+_HEADERS = [_CSRC / "fused_body.h"]
+# -fno-trapping-math lets gcc if-convert (and so vectorise) the branchy gate math; results are unchanged.
+_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp", "-shared", "-fPIC"]
 _lib = None
 _error: str | None = None
 
@@ -33,7 +37,7 @@ def build(verbose: bool = False) -> Path:
     cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         raise RuntimeError("no C compiler found (install gcc or set CC)")
-    src = _SRC.read_bytes()
+    src = b"".join(p.read_bytes() for p in _SRCS + _HEADERS)
     key = hashlib.sha256(src + " ".join([cc] + _FLAGS).encode()).hexdigest()[:16]
     out = _cache_dir() / f"minrnn_scan_{key}.so"
     if out.exists():
@@ -41,7 +45,7 @@ def build(verbose: bool = False) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
     os.close(fd)
-    cmd = [cc, *_FLAGS, str(_SRC), "-o", tmp]
+    cmd = [cc, *_FLAGS, *map(str, _SRCS), "-o", tmp]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         os.unlink(tmp)
@@ -62,6 +66,11 @@ def _load():
         for suf in ("f32", "f64"):
             getattr(lib, f"scan_fwd_{suf}").argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_int]
             getattr(lib, f"scan_bwd_{suf}").argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 3 + [ctypes.c_int]
+            flags3 = [ctypes.c_int] * 3  # cell, normalize, candidate g
+            getattr(lib, f"fused_fwd_{suf}").argtypes = flags3 + [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 3 + [
+                ctypes.c_int]
+            getattr(lib, f"fused_bwd_{suf}").argtypes = flags3 + [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 3 + [
+                ctypes.c_int]
         _lib = lib
     except (RuntimeError, OSError) as e:
         _error = str(e)
@@ -70,6 +79,11 @@ def _load():
 
 def available() -> bool:
     return _load() is not None
+
+
+def library():
+    """The loaded ctypes library (None if unavailable); used by `fused.py`."""
+    return _load()
 
 
 def unavailable_reason() -> str:

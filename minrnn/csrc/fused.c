@@ -1,0 +1,104 @@
+/* Fused minGRU / minLSTM layers on the CPU: gate math + linear scan in one pass over memory.
+ *
+ * Input: the gate pre-activations k (B, T, n_gates * H) of one layer (one matmul of x), h0 (B, H) or NULL.
+ *   minGRU  (cell 0): k = [kz, kh],      a = sigmoid(-kz) = 1 - z,  b = z c(kh)
+ *   minLSTM (cell 1): k = [kf, ki, kh],  a = f/(f+i), b = i/(f+i) c(kh)   (norm = 1; the paper's equations)
+ *                                        a = f,       b = i c(kh)          (norm = 0)
+ *   c = the paper's g(x) = x + 1/2 (x >= 0), sigmoid(x) (x < 0)  (cand_g = 1)  or the identity (cand_g = 0).
+ * Forward: h_t = a_t h_{t-1} + b_t, writing only h (B, T, H): no (B, T, H) gate temporaries.
+ * Backward: the reverse scan of the adjoint, g_t = dL/dh_t + a_{t+1} g_{t+1}, with dL/da_t = g_t h_{t-1} and
+ * dL/db_t = g_t turned into dL/dk on the fly; the gate values are recomputed from k, not stored.
+ *
+ * The normalised minLSTM gates are computed without overflow for any k: with u = -kf, v = -ki and
+ * m = max(u, v, 0), f/(f+i) = (1 + e^v)/(2 + e^u + e^v) = (p + r)/(2p + q + r) with p = e^-m, q = e^(u-m),
+ * r = e^(v-m), every exponent <= 0 and the denominator >= 1.
+ *
+ * The exponentials are our own (Cephes-style range reduction + polynomial/rational approximation, about 1 ulp)
+ * because the C library's exp does not vectorise without -ffast-math; inputs are always <= 0 here.
+ * Parallel over (batch, block of hidden units) with OpenMP, sequential over time, contiguous inner loops.
+ */
+#include <stdint.h>
+#include <string.h>
+
+/* Each job is one batch row and a block of up to HBLK hidden units, walked through time. With the whole row in
+ * one block, k, h and dL/dk are read and written strictly sequentially (the prefetcher's best case); rows are
+ * split into smaller blocks only when there are fewer rows than threads. */
+#define HBLK 2048
+
+static int64_t block_width(int64_t B, int64_t H, int nthreads) {
+    int64_t w = H < HBLK ? H : HBLK;
+    int64_t per_row = B >= nthreads ? 1 : (nthreads + B - 1) / B;  /* blocks wanted per row */
+    if ((H + w - 1) / w < per_row) {
+        w = (H + per_row - 1) / per_row;
+        w = (w + 7) / 8 * 8;  /* keep whole vectors */
+    }
+    return w < 1 ? 1 : w;
+}
+
+/* Fused multiply-add where the CPU has one (fewer instructions, one rounding); plain a * b + c elsewhere so that
+ * a machine without FMA never calls the slow library fma(). */
+#ifdef __FMA__
+#define MADDF(a, b, c) __builtin_fmaf((a), (b), (c))
+#define MADD(a, b, c) __builtin_fma((a), (b), (c))
+#else
+#define MADDF(a, b, c) ((a) * (b) + (c))
+#define MADD(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* exp(x) for x <= 0 (NaN propagates; x < -87 gives 0 instead of a subnormal). */
+static inline float exp_nonpos_f32(float x) {
+    float xc = x < -87.0f ? -87.0f : x;
+    float n = __builtin_floorf(xc * 1.44269504088896341f + 0.5f);
+    float r = MADDF(n, -0.693359375f, xc);
+    r = MADDF(n, 2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    p = MADDF(p, r, 1.3981999507e-3f);
+    p = MADDF(p, r, 8.3334519073e-3f);
+    p = MADDF(p, r, 4.1665795894e-2f);
+    p = MADDF(p, r, 1.6666665459e-1f);
+    p = MADDF(p, r, 5.0000001201e-1f);
+    p = MADDF(p, r * r, r) + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return x < -87.0f ? 0.0f : p * scale;
+}
+
+/* exp(x) for x <= 0 in double (Cephes exp: Pade approximation on [-ln2/2, ln2/2]). */
+static inline double exp_nonpos_f64(double x) {
+    double xc = x < -708.0 ? -708.0 : x;
+    double n = __builtin_floor(xc * 1.4426950408889634073599 + 0.5);
+    double r = MADD(n, -6.93145751953125E-1, xc);
+    r = MADD(n, -1.42860682030941723212E-6, r);
+    double rr = r * r;
+    double px = r * MADD(MADD(1.26177193074810590878E-4, rr, 3.02994407707441961300E-2), rr,
+                         9.99999999999999999910E-1);
+    double qx = MADD(MADD(MADD(3.00198505138664455042E-6, rr, 2.52448340349684104192E-3), rr,
+                          2.27265548208155028766E-1), rr, 2.00000000000000000009E0);
+    double e = MADD(2.0, px / (qx - px), 1.0);
+    /* 2^n without a double -> int64 conversion (none in AVX2): adding 1.5 * 2^52 puts n in the low mantissa
+     * bits; shifting by 52 drops everything but n + 1023 into the exponent field. */
+    double shifted = n + 6755399441055744.0;
+    uint64_t bits;
+    memcpy(&bits, &shifted, sizeof bits);
+    bits = (bits + 1023) << 52;
+    double scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return x < -708.0 ? 0.0 : e * scale;
+}
+
+#define REAL float
+#define SUF f32
+#define EXP_NONPOS exp_nonpos_f32
+#include "fused_body.h"
+#undef REAL
+#undef SUF
+#undef EXP_NONPOS
+
+#define REAL double
+#define SUF f64
+#define EXP_NONPOS exp_nonpos_f64
+#include "fused_body.h"
+#undef REAL
+#undef SUF
+#undef EXP_NONPOS

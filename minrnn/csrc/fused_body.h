@@ -1,0 +1,159 @@
+/* Body of the fused minGRU/minLSTM kernels, included by fused.c once per precision with REAL (float|double),
+ * SUF (f32|f64) and EXP_NONPOS (a vectorisable exp for x <= 0) defined. See fused.c for the maths. */
+#define CAT2_(a, b) a##_##b
+#define CAT2(a, b) CAT2_(a, b)
+#define FN(name) CAT2(name, SUF)
+
+/* sigmoid(x) and sigmoid(-x) from one exp of a non-positive argument (exact for large |x|, no overflow). */
+static inline void FN(sigm2)(REAL x, REAL* s_pos, REAL* s_neg) {
+    REAL e = EXP_NONPOS(x >= 0 ? -x : x);
+    REAL inv = (REAL)1 / ((REAL)1 + e);
+    *s_pos = x >= 0 ? inv : e * inv;
+    *s_neg = x >= 0 ? e * inv : inv;
+}
+
+/* Candidate c(x) and its derivative: g(x) = x + 1/2 (x >= 0), sigmoid(x) (x < 0); or the identity. */
+static inline REAL FN(cand)(int cand_g, REAL x, REAL* dc) {
+    if (!cand_g) { *dc = 1; return x; }
+    REAL sp, sn;
+    FN(sigm2)(x, &sp, &sn);
+    *dc = x >= 0 ? (REAL)1 : sp * sn;
+    return x >= 0 ? x + (REAL)0.5 : sp;
+}
+
+/* Gate values at one position. kp points at k[b, t, 0]; j is the hidden unit. Returns a; *b_out = b. For
+ * backward, the partials are stored so that dL/dk = (gb * c - ga) * P1 (first gate), ... (see bwd). */
+typedef struct { REAL a, b, c, dc, w, p1, p2; } FN(gate_t);
+
+static inline FN(gate_t) FN(gate)(int cell, int norm, int cand_g, const REAL* kp, int64_t H, int64_t j) {
+    FN(gate_t) o;
+    if (cell == 0) {                        /* minGRU: a = sigmoid(-kz), b = sigmoid(kz) c(kh) */
+        REAL z, a;
+        FN(sigm2)(kp[j], &z, &a);
+        o.c = FN(cand)(cand_g, kp[H + j], &o.dc);
+        o.a = a; o.w = z; o.b = z * o.c;
+        o.p1 = z * a;                       /* dL/dkz = (gb c - ga) z (1 - z) */
+        o.p2 = 0;
+    } else if (norm) {                      /* minLSTM, normalised: a = f/(f+i), b = i/(f+i) c(kh) */
+        REAL u = -kp[j], v = -kp[H + j];
+        REAL m = u > v ? u : v;
+        m = m > 0 ? m : 0;
+        /* 1 + exp(u) = exp(m) (p + q), 1 + exp(v) = exp(m) (p + r): all exponents <= 0 */
+        REAL p = EXP_NONPOS(-m), q = EXP_NONPOS(u - m), r = EXP_NONPOS(v - m);
+        REAL inv = (REAL)1 / ((REAL)2 * p + q + r);
+        o.c = FN(cand)(cand_g, kp[2 * H + j], &o.dc);
+        o.a = (p + r) * inv; o.w = (p + q) * inv; o.b = o.w * o.c;
+        o.p1 = -q * (p + r) * inv * inv;    /* dL/dkf = (gb c - ga) * p1 */
+        o.p2 = r * (p + q) * inv * inv;     /* dL/dki = (gb c - ga) * p2 */
+    } else {                                /* minLSTM, unnormalised: a = sigmoid(kf), b = sigmoid(ki) c(kh) */
+        REAL f, nf, i, ni;
+        FN(sigm2)(kp[j], &f, &nf);
+        FN(sigm2)(kp[H + j], &i, &ni);
+        o.c = FN(cand)(cand_g, kp[2 * H + j], &o.dc);
+        o.a = f; o.w = i; o.b = i * o.c;
+        o.p1 = f * nf;                      /* dL/dkf = ga f (1 - f) */
+        o.p2 = i * ni;                      /* dL/dki = gb c i (1 - i) */
+    }
+    return o;
+}
+
+/* One (batch row, block of hidden units) job; always inlined with constant cell/norm/cand_g so that each
+ * specialisation below has branch-free inner loops the compiler vectorises. */
+static inline __attribute__((always_inline)) void FN(fwd_job)(
+        int cell, int norm, int cand_g, const REAL* k, const REAL* h0, REAL* h,
+        int64_t bi, int64_t j0, int64_t w, int64_t T, int64_t H) {
+    int64_t ng = cell == 0 ? 2 : 3;
+    REAL st[HBLK];
+    for (int64_t j = 0; j < w; j++) st[j] = h0 ? h0[bi * H + j0 + j] : (REAL)0;
+    for (int64_t t = 0; t < T; t++) {
+        const REAL* kp = k + (bi * T + t) * ng * H + j0;
+        REAL* hp = h + (bi * T + t) * H + j0;
+        _Pragma("GCC ivdep")  /* k, h, gh, gk never overlap: spares the runtime alias checks */
+        for (int64_t j = 0; j < w; j++) {
+            FN(gate_t) o = FN(gate)(cell, norm, cand_g, kp, H, j);
+            st[j] = o.a * st[j] + o.b;
+            hp[j] = st[j];
+        }
+    }
+}
+
+/* Reverse scan g_t = gh_t + a_{t+1} g_{t+1}, with ga_t = g_t h_{t-1}, gb_t = g_t turned into dL/dk on the fly;
+ * the gate values are recomputed from k (nothing but k, h and h0 is kept from forward). */
+static inline __attribute__((always_inline)) void FN(bwd_job)(
+        int cell, int norm, int cand_g, const REAL* k, const REAL* h, const REAL* h0, const REAL* gh,
+        REAL* gk, REAL* dh0, int64_t bi, int64_t j0, int64_t w, int64_t T, int64_t H) {
+    int64_t ng = cell == 0 ? 2 : 3;
+    REAL g[HBLK], an[HBLK], zero[HBLK];
+    for (int64_t j = 0; j < w; j++) { g[j] = 0; an[j] = 0; zero[j] = 0; }
+    for (int64_t t = T - 1; t >= 0; t--) {
+        const REAL* kp = k + (bi * T + t) * ng * H + j0;
+        REAL* gkp = gk + (bi * T + t) * ng * H + j0;
+        const REAL* ghp = gh + (bi * T + t) * H + j0;
+        const REAL* hprev = t > 0 ? h + (bi * T + t - 1) * H + j0 : (h0 ? h0 + bi * H + j0 : zero);
+        _Pragma("GCC ivdep")  /* k, h, gh, gk never overlap: spares the runtime alias checks */
+        for (int64_t j = 0; j < w; j++) {
+            FN(gate_t) o = FN(gate)(cell, norm, cand_g, kp, H, j);
+            g[j] = ghp[j] + an[j] * g[j];
+            REAL ga = g[j] * hprev[j], gb = g[j];
+            REAL x = gb * o.c - ga;
+            if (cell == 0) {
+                gkp[j] = x * o.p1;
+                gkp[H + j] = gb * o.w * o.dc;
+            } else if (norm) {
+                gkp[j] = x * o.p1;
+                gkp[H + j] = x * o.p2;
+                gkp[2 * H + j] = gb * o.w * o.dc;
+            } else {
+                gkp[j] = ga * o.p1;
+                gkp[H + j] = gb * o.c * o.p2;
+                gkp[2 * H + j] = gb * o.w * o.dc;
+            }
+            an[j] = o.a;
+        }
+    }
+    if (dh0) for (int64_t j = 0; j < w; j++) dh0[bi * H + j0 + j] = an[j] * g[j];
+}
+
+#define SPECIALISE(C, N, G)                                                                                 \
+static void FN(fwd_##C##N##G)(const REAL* k, const REAL* h0, REAL* h, int64_t bi, int64_t j0, int64_t w,   \
+                              int64_t T, int64_t H) { FN(fwd_job)(C, N, G, k, h0, h, bi, j0, w, T, H); }   \
+static void FN(bwd_##C##N##G)(const REAL* k, const REAL* h, const REAL* h0, const REAL* gh, REAL* gk,     \
+                              REAL* dh0, int64_t bi, int64_t j0, int64_t w, int64_t T, int64_t H) {        \
+    FN(bwd_job)(C, N, G, k, h, h0, gh, gk, dh0, bi, j0, w, T, H); }
+SPECIALISE(0, 0, 0) SPECIALISE(0, 0, 1)
+SPECIALISE(1, 0, 0) SPECIALISE(1, 0, 1) SPECIALISE(1, 1, 0) SPECIALISE(1, 1, 1)
+#undef SPECIALISE
+
+typedef void (*FN(fwd_fn))(const REAL*, const REAL*, REAL*, int64_t, int64_t, int64_t, int64_t, int64_t);
+typedef void (*FN(bwd_fn))(const REAL*, const REAL*, const REAL*, const REAL*, REAL*, REAL*, int64_t, int64_t,
+                           int64_t, int64_t, int64_t);
+
+void FN(fused_fwd)(int cell, int norm, int cand_g, const REAL* k, const REAL* h0, REAL* h,
+                   int64_t B, int64_t T, int64_t H, int nthreads) {
+    FN(fwd_fn) fns[2][2][2] = {{{FN(fwd_000), FN(fwd_001)}, {FN(fwd_000), FN(fwd_001)}},
+                               {{FN(fwd_100), FN(fwd_101)}, {FN(fwd_110), FN(fwd_111)}}};
+    FN(fwd_fn) f = fns[cell != 0][norm != 0][cand_g != 0];
+    int64_t W = block_width(B, H, nthreads), nb = (H + W - 1) / W;
+    _Pragma("omp parallel for num_threads(nthreads) schedule(static)")
+    for (int64_t job = 0; job < B * nb; job++) {
+        int64_t bi = job / nb, j0 = (job % nb) * W;
+        f(k, h0, h, bi, j0, H - j0 < W ? H - j0 : W, T, H);
+    }
+}
+
+void FN(fused_bwd)(int cell, int norm, int cand_g, const REAL* k, const REAL* h, const REAL* h0,
+                   const REAL* gh, REAL* gk, REAL* dh0, int64_t B, int64_t T, int64_t H, int nthreads) {
+    FN(bwd_fn) fns[2][2][2] = {{{FN(bwd_000), FN(bwd_001)}, {FN(bwd_000), FN(bwd_001)}},
+                               {{FN(bwd_100), FN(bwd_101)}, {FN(bwd_110), FN(bwd_111)}}};
+    FN(bwd_fn) f = fns[cell != 0][norm != 0][cand_g != 0];
+    int64_t W = block_width(B, H, nthreads), nb = (H + W - 1) / W;
+    _Pragma("omp parallel for num_threads(nthreads) schedule(static)")
+    for (int64_t job = 0; job < B * nb; job++) {
+        int64_t bi = job / nb, j0 = (job % nb) * W;
+        f(k, h, h0, gh, gk, dh0, bi, j0, H - j0 < W ? H - j0 : W, T, H);
+    }
+}
+
+#undef FN
+#undef CAT2
+#undef CAT2_
