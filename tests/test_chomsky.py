@@ -179,3 +179,32 @@ def test_config_errors(kw, msg):
         ChomskyConfig(**kw)
     with pytest.raises(ValueError, match="length"):
         make_example("parity", 0, example_generator(0, "t", 0, 0))
+
+
+def _cli(*args, cwd):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    r = subprocess.run([sys.executable, "-m", "minrnn.cli", *args], cwd=cwd, env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, f"minrnn {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_every_problem(tmp_path):
+    """`minrnn train chomsky --problem P` for all seven problems (tiny), then `minrnn eval --split test`."""
+    import json
+    tiny = ["--steps", "2", "--eval-every", "2", "--d-model", "8", "--n-layers", "1", "--batch-size", "4",
+            "--n-val-per-len", "1", "--n-test-per-len", "2", "--train-max-len", "6", "--test-min-len", "6",
+            "--test-max-len", "30", "--test-len-step", "24", "--threads", "1", "--no-progress",
+            "--out-dir", str(tmp_path)]
+    for problem in sorted(PROBLEMS):
+        _cli("train", "chomsky", "--preset", "cpu", "--problem", problem, "--run-name", problem, *tiny, cwd=tmp_path)
+        cfg = json.loads((tmp_path / problem / "config.json").read_text())
+        assert cfg["task_config"]["problem"] == problem and cfg["task_config"]["conv_kernel"] == 0
+        summary = json.loads((tmp_path / problem / "summary.json").read_text())
+        assert summary["steps"] == 2 and 0.0 <= summary["best_val_acc"] <= 1.0
+    out = json.loads(_cli("eval", str(tmp_path / "bucket_sort"), "--split", "test", cwd=tmp_path).splitlines()[-1])
+    assert out["split"] == "test" and set(out) >= {"acc", "loss", "acc_len6", "acc_len30"}

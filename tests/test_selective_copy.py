@@ -193,3 +193,28 @@ def test_task_loss_on_a_model_and_presets():
 def test_config_errors(kw, msg):
     with pytest.raises(ValueError, match=msg):
         SelectiveCopyConfig(**kw)
+
+
+@pytest.mark.slow
+def test_cli_end_to_end(tmp_path):
+    """`minrnn train selective-copy --preset cpu` (tiny) then `minrnn eval RUN_DIR --split test`, as a user would."""
+    import json
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    cmd = [sys.executable, "-m", "minrnn.cli"]
+    r = subprocess.run(cmd + ["train", "selective-copy", "--preset", "cpu", "--model", "minlstm", "--n-layers", "2",
+                              "--steps", "3", "--eval-every", "3", "--seq-len", "24", "--n-tokens", "5",
+                              "--batch-size", "4", "--n-val", "6", "--n-test", "10", "--threads", "1",
+                              "--no-progress", "--out-dir", str(tmp_path), "--run-name", "sc"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    cfg = json.loads((tmp_path / "sc" / "config.json").read_text())["task_config"]
+    assert (cfg["model"], cfg["n_layers"], cfg["expansion"], cfg["conv_kernel"], cfg["mlp_ratio"]) == \
+        ("minlstm", 2, 6.0, 0, 0.0)
+    r = subprocess.run(cmd + ["eval", str(tmp_path / "sc"), "--split", "test", "--threads", "1"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout.splitlines()[-1])
+    assert out["split"] == "test" and out["step"] == 3 and 0.0 <= out["acc"] <= 1.0 and out["loss"] > 0
