@@ -114,6 +114,23 @@ class Block(nn.Module):
             x = x + self.drop(self.mlp(self.norm2(x)))
         return x, (window, h)
 
+    def step(self, x, state=None):
+        """One step without the sequence machinery: x (B, d), state (window (B, k-1, d), h) -> (y, state).
+        Same arithmetic as forward on T = 1 (the equivalence is tested)."""
+        window, h = state if state is not None else (None, None)
+        if self.conv is not None:
+            if window is None:
+                window = x.new_zeros(x.shape[0], self.conv.kernel - 1, x.shape[1])
+            xx = torch.cat([window, x.unsqueeze(1)], dim=1)  # (B, k, d)
+            w = self.conv.conv.weight[:, 0]  # (d, k)
+            x = x + self.drop(torch.einsum("bkd,dk->bd", xx, w) + self.conv.conv.bias)
+            window = xx[:, 1:]
+        y, h = self.rnn.step(self.norm1(x), h)
+        x = x + self.drop(y)
+        if self.mlp is not None:
+            x = x + self.drop(self.mlp(self.norm2(x)))
+        return x, (window, h)
+
 
 class SequenceModel(nn.Module):
     """Token or vector sequence model: forward(x, state=None) -> (out, state); step(x_t, state)."""
@@ -152,8 +169,12 @@ class SequenceModel(nn.Module):
     def step(self, x_t: torch.Tensor, state: State | None = None):
         """One step: tokens (B,) or vectors (B, input_dim) -> (out (B, out), state). O(1) in sequence length."""
         self._check(x_t, 1)
-        out, state = self.forward(x_t.unsqueeze(1), state)
-        return out[:, 0], state
+        h = self.drop(self.embed(x_t))  # (B, d)
+        new_state = []
+        for i, block in enumerate(self.blocks):
+            h, s = block.step(h, None if state is None else state[i])
+            new_state.append(s)
+        return self.head(self.norm(h)), new_state
 
     def init_state(self, batch_size: int) -> State:
         p = self.head.weight

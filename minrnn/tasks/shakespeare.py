@@ -109,7 +109,7 @@ class ShakespeareTask(Task):
     def preset(cls, preset: str, model: str) -> dict:
         super().preset(preset, model)
         if preset == "cpu":
-            return {**_CPU_MODELS[model], "model": model, "dropout": 0.0, "seq_len": 256, "batch_size": 32,
+            return {**_CPU_MODELS[model], "model": model, "dropout": 0.0, "seq_len": 256, "batch_size": 16,
                     "lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 50, "weight_decay": 0.1, "steps": 2000,
                     "eval_every": 100, "eval_windows": 128, "time_budget": 900.0, "threads": 1}
         return {**_PAPER_MODELS[model], "model": model, "dropout": 0.2, "seq_len": 256, "batch_size": 64,
