@@ -25,7 +25,15 @@ def _cli(*args, cwd):
     return r.stdout
 
 
-def test_train_eval_plot(tmp_path):
+def _main(capsys, *args):
+    """The same CLI in this process (cheaper than a subprocess for the second and later calls)."""
+    from minrnn.cli import main
+    capsys.readouterr()
+    assert main([str(a) for a in args]) == 0
+    return capsys.readouterr().out
+
+
+def test_train_eval_plot(tmp_path, capsys):
     from minrnn.tasks.rl.data import load_d4rl
     from minrnn.tasks.rl.evaluate import normalized_score
     rng = np.random.default_rng(0)
@@ -41,21 +49,20 @@ def test_train_eval_plot(tmp_path):
     common = ["--data", data, "--env", "hopper", "--d-model", 16, "--n-layers", 1, "--context", 5,
               "--max-ep-len", 20, "--val-every", 0, "--eval-episodes", 1, "--steps", 4, "--eval-every", 2,
               "--batch-size", 4, "--threads", 1, "--out-dir", tmp_path / "runs", "--no-progress"]
-    for model in ("mingru", "dt"):
-        _cli("train", "rl", "--model", model, "--run-name", model, *common, cwd=tmp_path)
+    _cli("train", "rl", "--model", "mingru", "--run-name", "mingru", *common, cwd=tmp_path)
+    _main(capsys, "train", "rl", "--model", "dt", "--run-name", "dt", *common)
     out = json.loads(_cli("rl", "eval", tmp_path / "runs" / "mingru", "--episodes", 2, "--seeds", "0,1",
                           "--out", tmp_path / "ev.json", cwd=tmp_path).strip().splitlines()[-1])
     assert out["mode"] == "carried" and out["episodes"] == 4 and out["step"] == 4
     assert json.loads((tmp_path / "ev.json").read_text()) == out
     np.testing.assert_allclose(out["score_mean"], float(normalized_score("hopper", out["return_mean"])), rtol=1e-9)
-    dt = json.loads(_cli("rl", "eval", tmp_path / "runs" / "dt", "--episodes", 1, cwd=tmp_path).splitlines()[-1])
+    dt = json.loads(_main(capsys, "rl", "eval", tmp_path / "runs" / "dt", "--episodes", 1).splitlines()[-1])
     assert dt["mode"] == "window" and dt["model"] == "transformer"
-    _cli("rl", "plot", tmp_path / "runs" / "mingru", tmp_path / "runs" / "dt", "--out", tmp_path / "s.png",
-         cwd=tmp_path)
+    _main(capsys, "rl", "plot", tmp_path / "runs" / "mingru", tmp_path / "runs" / "dt", "--out", tmp_path / "s.png")
     assert (tmp_path / "s.png").stat().st_size > 1000
 
 
-def test_collect_resumes(tmp_path):
+def test_collect_resumes(tmp_path, capsys):
     pytest.importorskip("stable_baselines3", reason="stable-baselines3 not installed")
     from minrnn.tasks.rl.data import load_d4rl
     args = ["rl", "collect", "--env", "hopper", "--kind", "medium-replay", "--out", tmp_path, "--threshold", 1e9,
@@ -63,7 +70,7 @@ def test_collect_resumes(tmp_path):
     _cli(*args, "--step-cap", 120, cwd=tmp_path)
     first = load_d4rl(tmp_path / "hopper-medium-replay.hdf5")
     assert sum(len(t["rewards"]) for t in first) == 120
-    out = _cli(*args, "--step-cap", 180, cwd=tmp_path)  # a larger cap resumes from the checkpoint
+    out = _main(capsys, *args, "--step-cap", 180)  # a larger cap resumes from the checkpoint
     assert "resumed" in out
     state = json.loads((tmp_path / "hopper-medium-state.json").read_text())
     assert [e[0] for e in state["evals"]] == [60, 120, 180] and state["stop_reason"] == "step_cap"

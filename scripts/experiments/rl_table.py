@@ -1,0 +1,54 @@
+"""Markdown table of offline-RL runs: `python scripts/experiments/rl_table.py RUNS_DIR`.
+
+Reads RUN_DIR/eval_rl.json (and eval_rl_window.json) written by `minrnn rl eval` for every run directory under
+RUNS_DIR, groups by (env, dataset, model, acting mode) and prints, per group: the number of training seeds,
+the D4RL-normalised score as mean +- std over the training seeds (each seed's score is the mean over its
+evaluation episodes), the raw return likewise, the evaluation episodes in total, env steps/s of acting and the
+model's milliseconds per env step. The paper's numbers (average over D4RL's 9 datasets) are printed below.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+PAPER = "paper (D4RL v2, average of 9 datasets): Decision-minGRU 78.2, Decision-minLSTM 78.1, DT 76.4, " \
+        "Decision Mamba 78.8, Decision S4 68.6"
+
+
+def _ms(xs):
+    return (statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def main(root: str) -> int:
+    groups = defaultdict(list)
+    for f in sorted(Path(root).glob("*/eval_rl*.json")):
+        e = json.loads(f.read_text())
+        cfg = json.loads((f.parent / "config.json").read_text())
+        summ = f.parent / "summary.json"
+        steps = json.loads(summ.read_text())["steps"] if summ.exists() else e["step"]
+        groups[(e["env"], e["dataset"], "dt" if e["model"] == "transformer" else e["model"], e["mode"])].append(
+            dict(e, train_steps=steps, preset=cfg.get("preset")))
+    if not groups:
+        print(f"no eval_rl*.json under {root}", file=sys.stderr)
+        return 1
+    print("| env-dataset | model | acting | seeds | train steps | score (mean +- std over seeds) | return | "
+          "episodes | env steps/s | model ms/step |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (env, ds, model, mode), rs in sorted(groups.items()):
+        s, r = _ms([x["score_mean"] for x in rs]), _ms([x["return_mean"] for x in rs])
+        print(f"| {env}-{ds} | {model} | {mode} | {len(rs)} | {rs[0]['train_steps']} | {s[0]:.1f} +- {s[1]:.1f} | "
+              f"{r[0]:.0f} +- {r[1]:.0f} | {sum(x['episodes'] for x in rs)} | "
+              f"{statistics.mean(x['steps_per_s'] for x in rs):.0f} | "
+              f"{statistics.mean(x['model_ms_per_step'] for x in rs):.2f} |")
+    print(f"\n{PAPER}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    sys.exit(main(sys.argv[1]))
