@@ -51,6 +51,8 @@ def test_d4rl_episodes_split_at_flags(tmp_path):
     (dict(timeouts=None), "missing \\['timeouts'\\]"),
     (dict(rewards=np.zeros(14, np.float32)), "same length"),
     (dict(actions=np.zeros(15, np.float32)), "actions with 2 dims"),
+    (dict(next_observations=np.zeros((14, 4), np.float32)), "same length.*'next_observations': 14"),
+    (dict(next_observations=np.zeros((15, 3), np.float32)), "next_observations of shape"),
 ])
 def test_d4rl_malformed(tmp_path, override, msg):
     with pytest.raises(ValueError, match=msg):

@@ -48,8 +48,14 @@ def load_d4rl(path: str | os.PathLike) -> list[dict]:
             raise ValueError(f"{path}: expected D4RL keys {list(D4RL_KEYS)}, missing {missing} "
                              f"(found {sorted(f.keys())})")
         d = {k: np.asarray(f[k][()]) for k in D4RL_KEYS}
+        nxt = np.asarray(f["next_observations"][()]) if "next_observations" in f else None  # optional
     n = len(d["observations"])
     lens = {k: len(v) for k, v in d.items()}
+    if nxt is not None:
+        lens["next_observations"] = len(nxt)
+        if nxt.shape[1:] != d["observations"].shape[1:]:
+            raise ValueError(f"{path}: expected next_observations of shape (N, {d['observations'].shape[1:]}), "
+                             f"got {nxt.shape}")
     if len(set(lens.values())) != 1:
         raise ValueError(f"{path}: expected every key to have the same length, got {lens}")
     if n == 0:
