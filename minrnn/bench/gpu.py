@@ -185,6 +185,43 @@ def sweep(cell: str, B: int, T: int, H: int, copy_gbps: float) -> list[dict]:
     return rows
 
 
+# ---- the CUDA section of `minrnn bench --device cuda` (rows appended to `rows.ROWS`) ----
+CUDA_SPEEDUPS = [("nn.GRU", "minGRU triton"), ("nn.LSTM", "minLSTM triton"), ("GRU loop", "minGRU triton"),
+                 ("LSTM loop", "minLSTM triton"), ("add floor", "minGRU cell triton fwd")]
+
+
+def _need_triton() -> str | None:
+    from ..scan import triton_unavailable_reason
+    return triton_unavailable_reason("cuda")
+
+
+def _cell_row(backward: bool):
+    """The fused minGRU cell scan on k (B, T, 2D): the same bytes as the add floor (read 2, write 1)."""
+    def make(cfg, T):
+        g = torch.Generator().manual_seed(2)
+        k = torch.randn(cfg.batch, T, 2 * cfg.width, generator=g).to(cfg.device, getattr(torch, cfg.dtype))
+        k.requires_grad_(backward)
+        if not backward:
+            return lambda: torch.no_grad()(cell_scan_triton)("mingru", k, None, candidate="g", normalize=False)
+        gh = torch.ones(cfg.batch, T, cfg.width, device=k.device, dtype=k.dtype)
+        return lambda: torch.autograd.grad(cell_scan_triton("mingru", k, None, candidate="g", normalize=False),
+                                           k, gh)
+    return make
+
+
+def cuda_rows() -> list:
+    """Rows of `minrnn bench` that run only on CUDA: the Triton layers, scan and fused cell."""
+    from .rows import Row, _min, _scan, _train
+    cuda = ("cuda",)
+    return [Row("minGRU triton", "train", _train(_min("minGRU", "triton")), "nn.GRU", _need_triton, devices=cuda),
+            Row("minLSTM triton", "train", _train(_min("minLSTM", "triton")), "nn.LSTM", _need_triton,
+                devices=cuda),
+            Row("triton fwd", "scan", _scan("triton", False), "add floor", _need_triton, devices=cuda),
+            Row("triton fwd+bwd", "scan", _scan("triton", True), "add floor", _need_triton, devices=cuda),
+            Row("minGRU cell triton fwd", "scan", _cell_row(False), "add floor", _need_triton, devices=cuda),
+            Row("minGRU cell triton fwd+bwd", "scan", _cell_row(True), "add floor", _need_triton, devices=cuda)]
+
+
 def _fmt(row: dict) -> str:
     return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
 
