@@ -168,9 +168,13 @@ def peers(B: int, D: int, T: int, copy_gbps: float, device="cuda") -> list[dict]
     return [dict(errors=errors)] + rows
 
 
-def sweep(cell: str, B: int, T: int, H: int, copy_gbps: float) -> list[dict]:
+def sweep(cell: str, B: int, T: int, H: int, copy_gbps: float, tiles: bool = True) -> list[dict]:
+    """Launch configurations on one shape: time chunks (n_chunks), then tile sizes and warps."""
     rows = []
-    for bt in (16, 32, 64):
+    for n in (1, 2, 4, 8, 32, 128):
+        rows.append(scan_bandwidth(cell, B, T, H, torch.float32, copy_gbps, n_chunks=n))
+        print(_fmt(rows[-1]), flush=True)
+    for bt in (16, 32, 64) if tiles else ():
         for bh in (32, 64, 128):
             for warps in (4, 8):
                 if bt * bh // (32 * warps) < 2:
@@ -275,7 +279,7 @@ def run(out: str, sections=SECTIONS, quick: bool = False) -> dict:
         res["peers"] = peers(8, 1536, 65536, copy)
         write_json(out, res)
     if "sweep" in sections and not quick:
-        res["sweep"] = sweep("mingru", 8, 65536, 1536, copy)
+        res["sweep"] = sweep("mingru", 8, 65536, 1536, copy) + sweep("mingru", 1, 65536, 1024, copy, tiles=False)
         write_json(out, res)
     return res
 

@@ -193,6 +193,9 @@ def scan_bwd_kernel(x1_ptr, x2_ptr, x3_ptr, h_ptr, gh_ptr, d1_ptr, d2_ptr, d3_pt
     hr = tl.zeros([BLOCK_H], ACC)
     if HAS_HR:
         hr = tl.load(hr_ptr + bi * s_hrb + cols, mask=hvalid, other=0.0).to(ACC)
+    h0 = tl.zeros([BLOCK_H], ACC)
+    if HAS_H0:
+        h0 = tl.load(h0_ptr + bi * s_h0b + cols, mask=hvalid, other=0.0).to(ACC)
     g = tl.zeros([BLOCK_H], ACC)  # g at the step after the current tile
     prod = tl.full([BLOCK_H], 1.0, ACC)
     dhr = tl.zeros([BLOCK_H], ACC)
@@ -233,7 +236,6 @@ def scan_bwd_kernel(x1_ptr, x2_ptr, x3_ptr, h_ptr, gh_ptr, d1_ptr, d2_ptr, d3_pt
             pvalid = valid & (t64 >= 1)
             hp = tl.load(h_ptr + hoff - s_ht, mask=pvalid, other=0.0).to(ACC)  # h_{t-1}
             if HAS_H0:
-                h0 = tl.load(h0_ptr + bi * s_h0b + cols, mask=hvalid, other=0.0).to(ACC)
                 hp = tl.where(t64 == 0, h0[None, :], hp)
             db = tl.where(m, gt, 0.0)  # gradients of the gate outputs (a, b) before reset/mask
             da = tl.where(m, gt * hp, 0.0)
