@@ -1,0 +1,149 @@
+"""Tables (stdout) and the plot (PNG) of a `run_bench` result.
+
+Tables: training step time per row and length (ms, median), the headline speed-ups (`rows.SPEEDUPS`), peak
+training memory (MiB and multiples of nn.GRU/nn.LSTM), the scan against the add floor (ms and x floor), and
+step() inference (ms/token, tokens/s). The plot has the paper's two panels: time vs length (log-log) and
+speed-up vs length. matplotlib is imported lazily (extra `plot`).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .rows import SPEEDUPS
+
+
+def _index(res: dict, group: str) -> dict:
+    return {(e["row"], e["size"]): e for e in res["results"] if e["group"] == group}
+
+
+def _names(res: dict, group: str) -> list[str]:
+    seen: list[str] = []
+    for e in res["results"]:
+        if e["group"] == group and e["row"] not in seen:
+            seen.append(e["row"])
+    return seen
+
+
+def _table(title: str, cols: list, lines: list[tuple[str, list[str]]], width: int = 22) -> str:
+    head = f"{title:<{width}}" + "".join(f"{c:>10}" for c in cols)
+    out = [head, "-" * len(head)]
+    out += [f"{name:<{width}}" + "".join(f"{v:>10}" for v in vals) for name, vals in lines]
+    return "\n".join(out)
+
+
+def _fmt(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def speedups(res: dict) -> list[tuple[str, dict]]:
+    """[(label, {length: ratio})] for the headline pairs present in the result."""
+    idx, out = _index(res, "train"), []
+    sizes = sorted({n for _, n in idx})
+    for slow, fast in SPEEDUPS:
+        r = {n: idx[(slow, n)]["median_ms"] / idx[(fast, n)]["median_ms"]
+             for n in sizes if (slow, n) in idx and (fast, n) in idx}
+        if r:
+            out.append((f"{slow} / {fast}", r))
+    return out
+
+
+def format_report(res: dict) -> str:
+    m, c = res["machine"], res["config"]
+    parts = [f"minrnn bench  {m['date']}  {m['cpu']} ({m['cores']} cores)  torch {m['torch']}  "
+             f"commit {m['commit'] or '?'}",
+             f"device {c['device']}  dtype {c['dtype']}  B={c['batch']}  D=H={c['width']}  threads {m['threads']}  "
+             f"OMP_WAIT_POLICY={m['OMP_WAIT_POLICY']}  allocator: {m['allocator']}",
+             f"median of up to {c['repeats']} timed calls after {c['warmup']} warm-up; forward + backward"]
+    idx = _index(res, "train")
+    if idx:
+        sizes = sorted({n for _, n in idx})
+        names = _names(res, "train")
+        lines = [(r, [_fmt(idx[(r, n)]["median_ms"] if (r, n) in idx else None, ".1f") for n in sizes])
+                 for r in names]
+        parts += ["", _table("train step (ms)  T =", sizes, lines)]
+        sp = speedups(res)
+        if sp:
+            lines = [(lab, [_fmt(r.get(n), ".2f") for n in sizes]) for lab, r in sp]
+            parts += ["", _table("speed-up (x)  T =", sizes, lines, width=34)]
+        if any("peak_mib" in e for e in idx.values()):
+            lines = [(r, [_fmt(idx[(r, n)].get("peak_mib") if (r, n) in idx else None, ".1f") for n in sizes])
+                     for r in names]
+            parts += ["", _table("peak train memory (MiB)", sizes, lines, width=24)]
+            rel = []
+            for r in names:
+                ref = idx.get((r, sizes[0]), {}).get("ref")
+                if ref and r.split()[0] in ("minGRU", "minLSTM", "peer"):
+                    rel.append((f"{r} / {ref}", [_fmt(idx[(r, n)]["peak_mib"] / idx[(ref, n)]["peak_mib"]
+                                                      if (r, n) in idx and (ref, n) in idx else None, ".2f")
+                                                 for n in sizes]))
+            if rel:
+                parts += ["", _table("memory ratio  T =", sizes, rel, width=34)]
+    idx = _index(res, "scan")
+    if idx:
+        sizes = sorted({n for _, n in idx})
+        lines = []
+        for r in _names(res, "scan"):
+            vals = []
+            for n in sizes:
+                e, f = idx.get((r, n)), idx.get(("add floor", n))
+                vals.append("-" if e is None else f"{e['median_ms']:.2f}" if r == "add floor" or f is None
+                            else f"{e['median_ms'] / f['median_ms']:.1f}x")
+            lines.append((r, vals))
+        parts += ["", _table("scan (add floor ms; others x floor)", sizes, lines, width=36)]
+    idx = _index(res, "infer")
+    if idx:
+        lines = []
+        for (r, n), e in idx.items():
+            ref = idx.get((e["ref"], n)) if e["ref"] else None
+            lines.append((f"{r} B={n}", [f"{e['ms_per_token']:.3f}", f"{e['tokens_per_s']:.0f}",
+                                         _fmt(ref["median_ms"] / e["median_ms"] if ref else None, ".2f")]))
+        parts += ["", _table("step()", ["ms/token", "tokens/s", "speed-up"], lines, width=26)]
+    for s in res["skipped"]:
+        parts.append(f"skipped: {s['row']}" + (f" @ {s['size']}" if "size" in s else "") + f": {s['reason']}")
+    return "\n".join(parts)
+
+
+def plot(res: dict, path: Path) -> Path:
+    """Two panels like the paper's Figure 1: time vs length (log-log) and speed-up vs length; atomic write."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise RuntimeError("the plot needs matplotlib: pip install 'minrnn[plot]' (or matplotlib)") from e
+    idx = _index(res, "train")
+    sizes = sorted({n for _, n in idx})
+    colors = plt.get_cmap("tab20").colors
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for i, r in enumerate(_names(res, "train")):
+        pts = sorted((n, e["median_ms"]) for (name, n), e in idx.items() if name == r)
+        style = "-" if r.startswith("min") else "--"
+        ax1.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3, label=r,
+                 color=colors[i % len(colors)], lw=2.2 if r.endswith("fused") else 1.2)
+    ax1.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel="fwd+bwd time (ms)",
+            title="training step, one layer")
+    ax1.legend(fontsize=7, ncol=2)
+    for i, (lab, r) in enumerate(speedups(res)):
+        ns = sorted(r)
+        ax2.plot(ns, [r[n] for n in ns], marker="o", ms=3, label=lab, color=colors[2 * i % len(colors)])
+    ax2.axhline(1.0, color="grey", lw=0.8)
+    ax2.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel="speed-up (x)",
+            title="speed-up of the fused minGRU/minLSTM")
+    ax2.legend(fontsize=7)
+    for ax in (ax1, ax2):
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()
+        ax.grid(alpha=0.3)
+    c, m = res["config"], res["machine"]
+    fig.suptitle(f"minrnn bench: {c['device']} {c['dtype']} B={c['batch']} D={c['width']} "
+                 f"threads={m['threads']}  ({m['cpu']}, {m['date']})", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
+    os.close(fd)
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,104 @@
+"""`BenchConfig` and the benchmark loop: every selected row at every size, side by side in one process.
+
+For each (row, size) the row's callable is built, for train rows its peak memory probed once
+(`timing.peak_memory`; that call also serves as the first warm-up), then timed (`timing.time_call`). Results, the machine and the settings go to a JSON file; the
+tables and the plot come from `report.py`. Ratios are only ever computed between rows of the same run.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from . import rows as rows_mod
+from .config import BenchConfig, quick_config  # noqa: F401  (re-exported)
+from .timing import peak_memory, time_call
+
+def select(cfg: BenchConfig) -> list[rows_mod.Row]:
+    rows = [r for r in rows_mod.ROWS if r.group in cfg.groups]
+    if cfg.rows:
+        rows = [r for r in rows if any(fnmatch.fnmatch(r.name, pat) for pat in cfg.rows)]
+    return rows
+
+
+def machine_info(cfg: BenchConfig) -> dict:
+    import minrnn
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    info = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu, "cores": os.cpu_count(),
+            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "minrnn": minrnn.__version__, "commit": commit, "threads": torch.get_num_threads(),
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
+            "allocator": "LD_PRELOAD=" + os.environ["LD_PRELOAD"] if os.environ.get("LD_PRELOAD") else "glibc malloc"}
+    if cfg.device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _sizes(cfg: BenchConfig, row: rows_mod.Row) -> list[int]:
+    return list(cfg.infer_batches) if row.group == "infer" else list(cfg.lengths)
+
+
+def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
+    """Run every selected row at every size; return the results dict (also what the JSON holds)."""
+    from tqdm import tqdm
+    torch.set_num_threads(cfg.threads)
+    rows = select(cfg)
+    if not rows:
+        raise ValueError(f"rows: no row matches {list(cfg.rows)} in groups {list(cfg.groups)}")
+    res = {"config": asdict(cfg), "machine": machine_info(cfg), "results": [], "skipped": []}
+    jobs = []
+    for row in rows:
+        why = row.unavailable(cfg.device)
+        if why:
+            res["skipped"].append({"row": row.name, "reason": why})
+        else:
+            jobs += [(row, n) for n in _sizes(cfg, row)]
+    bar = tqdm(jobs, desc="bench", unit="case", disable=not progress, dynamic_ncols=True)
+    for row, n in bar:
+        bar.set_postfix_str(f"{row.name} @ {n}")
+        if row.slow and row.group != "infer" and n > cfg.loop_max_len:
+            res["skipped"].append({"row": row.name, "size": n, "reason": f"length > loop_max_len={cfg.loop_max_len}"})
+            continue
+        fn = row.make(cfg, n)
+        probe = row.group == "train" and cfg.memory
+        # The memory probe is one untimed call, so it doubles as the first warm-up call.
+        mib = peak_memory(fn, cfg.device) / 2 ** 20 if probe else None
+        t = time_call(fn, device=cfg.device, warmup=max(0, cfg.warmup - probe), repeats=cfg.repeats,
+                      min_repeats=cfg.min_repeats, max_seconds=cfg.max_seconds)
+        entry = {"row": row.name, "group": row.group, "size": n, "ref": row.ref, **t}
+        if probe:
+            entry["peak_mib"] = mib
+        if row.group == "infer":
+            entry["ms_per_token"] = t["median_ms"] / row.steps
+            entry["tokens_per_s"] = n * row.steps / (t["median_ms"] / 1e3)
+        res["results"].append(entry)
+        del fn
+    return res
+
+
+def write_json(res: dict, path: Path) -> Path:
+    """Atomic write (temp file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(res, f, indent=1)
+    os.replace(tmp, path)
+    return path

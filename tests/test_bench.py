@@ -1,0 +1,107 @@
+"""`minrnn bench`: the --quick run as a user runs it (subprocess: JSON + PNG + tables), the timer and the
+memory probe on known workloads, the report's arithmetic, config errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from minrnn.bench import report
+from minrnn.bench.config import BenchConfig, quick_config
+from minrnn.bench.timing import peak_memory, time_call
+
+
+def test_quick_run_writes_valid_json_png_and_tables(tmp_path):
+    pytest.importorskip("matplotlib")
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    cmd = [sys.executable, "-m", "minrnn", "bench", "--quick", "--no-progress", "--out", str(tmp_path),
+           "--tag", "ci"]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads((tmp_path / "bench_ci.json").read_text())
+    png = (tmp_path / "bench_ci.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp") or f.startswith("tmp")]
+    assert res["config"]["lengths"] == [16, 64] and res["machine"]["threads"] == 1
+    got = {(e["row"], e["size"]) for e in res["results"]}
+    for row in ("minGRU fused", "minLSTM fused", "nn.GRU", "nn.LSTM", "GRU loop", "matmul floor"):
+        assert {(row, 16), (row, 64)} <= got, row
+    assert ("add floor", 64) in got and ("native kernel fwd+bwd", 64) in got
+    assert {("minGRU LM step", 1), ("nn.GRU LM step", 4)} <= got
+    for e in res["results"]:
+        assert e["median_ms"] > 0 and e["min_ms"] <= e["median_ms"] and e["n"] >= 1
+        if e["group"] == "train":
+            assert e["peak_mib"] > 0
+    # the printed speed-up is the ratio of the two medians in the JSON
+    med = {(e["row"], e["size"]): e["median_ms"] for e in res["results"]}
+    ratio = med[("nn.GRU", 64)] / med[("minGRU fused", 64)]
+    line = next(ln for ln in p.stdout.splitlines() if ln.startswith("nn.GRU / minGRU fused"))
+    assert line.split()[-1] == f"{ratio:.2f}"
+    assert "peak train memory (MiB)" in p.stdout and "step()" in p.stdout
+
+
+def test_time_call_counts_and_budget():
+    calls = []
+    t = time_call(lambda: calls.append(1), warmup=2, repeats=4)
+    assert len(calls) == 6 and t["n"] == 4 and 0 <= t["min_ms"] <= t["median_ms"]
+    calls.clear()
+    # the budget stops repeats after min_repeats once max_seconds are spent
+    t = time_call(lambda: (calls.append(1), torch.ones(1).add_(1)), warmup=0, repeats=50, min_repeats=2,
+                  max_seconds=1e-9)
+    assert t["n"] == 2 and len(calls) == 2
+    with pytest.raises(ValueError, match="repeats"):
+        time_call(lambda: None, repeats=0)
+
+
+def test_peak_memory_on_known_allocations():
+    n = 1 << 20  # 4 MiB of float32
+
+    def two_live():
+        a = torch.empty(n)
+        b = torch.empty(n)
+        del a, b
+
+    def one_at_a_time():
+        for _ in range(3):
+            a = torch.empty(n)
+            del a
+
+    def nothing():
+        pass
+
+    assert peak_memory(two_live) == 2 * 4 * n
+    assert peak_memory(one_at_a_time) == 4 * n
+    assert peak_memory(nothing) == 0
+
+
+def test_speedups_and_memory_ratio_from_a_result():
+    res = {"config": {"device": "cpu", "dtype": "float32", "batch": 2, "width": 3, "repeats": 1, "warmup": 0},
+           "machine": {"date": "d", "cpu": "c", "cores": 1, "torch": "t", "commit": "x", "threads": 1,
+                       "OMP_WAIT_POLICY": "PASSIVE", "allocator": "a"},
+           "skipped": [{"row": "peer minGRU", "reason": "not installed"}],
+           "results": [{"row": "nn.GRU", "group": "train", "size": 8, "ref": None, "median_ms": 30.0,
+                        "peak_mib": 12.0},
+                       {"row": "minGRU fused", "group": "train", "size": 8, "ref": "nn.GRU", "median_ms": 6.0,
+                        "peak_mib": 6.0}]}
+    assert report.speedups(res) == [("nn.GRU / minGRU fused", {8: 5.0})]
+    text = report.format_report(res)
+    lines = {ln.rsplit(None, 1)[0].strip(): ln.split()[-1] for ln in text.splitlines() if " / " in ln}
+    assert lines["nn.GRU / minGRU fused"] == "5.00"  # time ratio
+    assert lines["minGRU fused / nn.GRU"] == "0.50"  # memory ratio
+    assert "skipped: peer minGRU: not installed" in text
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="batch: expected >= 1"):
+        BenchConfig(batch=0)
+    with pytest.raises(ValueError, match="groups"):
+        BenchConfig(groups=("train", "gpu"))
+    with pytest.raises(ValueError, match="dtype"):
+        BenchConfig(dtype="int8")
+    assert quick_config(batch=2).batch == 2 and quick_config().tag == "quick"
+    from minrnn.cli import main
+    assert main(["bench", "--quick", "--rows", "no-such-row", "--no-progress", "--out", "/nonexistent"]) == 2

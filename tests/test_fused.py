@@ -1,0 +1,195 @@
+"""The fused C kernels (scan/fused.py, csrc/fused.c) against the fp64 reference: gate math (scan/cells.coeffs)
++ sequential scan (scan/reference.py). Values, dL/dk and dL/dh0 (full loss and through h_n only), every
+cell/candidate/normalisation, awkward shapes, extreme pre-activations, NaN, threads, the layer route and its
+fallbacks, gradcheck, errors."""
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from minrnn.layers import MinGRU, MinLSTM
+from minrnn.scan import cells, native
+from minrnn.scan.fused import fused_cell_scan, supported, use_fused
+from minrnn.scan.reference import scan_reference
+
+from conftest import assert_close
+
+pytestmark = pytest.mark.skipif(not native.available(),
+                                reason=f"no C compiler / native kernels: {native.unavailable_reason()}")
+
+TOL = {torch.float64: (1e-11, 1e-12), torch.float32: (2e-5, 2e-5)}
+VARIANTS = [("mingru", False, "g"), ("mingru", False, "identity"), ("minlstm", True, "g"),
+            ("minlstm", True, "identity"), ("minlstm", False, "g"), ("minlstm", False, "identity")]
+NG = {"mingru": 2, "minlstm": 3}
+
+
+def inputs(cell: str, B: int, T: int, H: int, seed: int, scale: float = 2.0):
+    g = torch.Generator().manual_seed(seed)
+    k = torch.randn(B, T, NG[cell] * H, generator=g, dtype=torch.float64) * scale
+    h0 = torch.randn(B, H, generator=g, dtype=torch.float64)
+    w = torch.randn(B, T, H, generator=g, dtype=torch.float64)  # loss = sum(w * h) + sum(h_n)
+    return k, h0, w
+
+
+def ref_states(cell, k, h0, candidate, normalize):
+    a, b = cells.coeffs(cell, k, candidate, normalize)
+    return scan_reference(a, b, h0)
+
+
+@functools.lru_cache(maxsize=None)
+def reference(cell, normalize, candidate, B, T, H, seed, hn_only):
+    k, h0, w = inputs(cell, B, T, H, seed)
+    k.requires_grad_(), h0.requires_grad_()
+    h = ref_states(cell, k, h0, candidate, normalize)
+    loss = h[:, -1].sum() if hn_only else (h * w).sum() + h[:, -1].sum()
+    return (h.detach(), *torch.autograd.grad(loss, (k, h0)))
+
+
+def check(cell, normalize, candidate, B, T, H, dtype, seed=0, hn_only=False):
+    k, h0, w = inputs(cell, B, T, H, seed)
+    k, h0 = k.to(dtype).requires_grad_(), h0.to(dtype).requires_grad_()
+    h = fused_cell_scan(cell, k, h0, candidate=candidate, normalize=normalize)
+    loss = h[:, -1].sum() if hn_only else (h * w.to(dtype)).sum() + h[:, -1].sum()
+    dk, dh0 = torch.autograd.grad(loss, (k, h0))
+    h_ref, dk_ref, dh0_ref = reference(cell, normalize, candidate, B, T, H, seed, hn_only)
+    rtol, atol = TOL[dtype]
+    assert h.dtype == dtype and dk.dtype == dtype
+    assert_close(h, h_ref, rtol, atol, "h")
+    assert_close(dk, dk_ref, rtol, atol, "dL/dk")
+    assert_close(dh0, dh0_ref, rtol, atol, "dL/dh0")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("T", [1, 2, 63, 1000])
+@pytest.mark.parametrize("cell,normalize,candidate", VARIANTS)
+def test_matches_reference(cell, normalize, candidate, T, dtype):
+    check(cell, normalize, candidate, 2, T, 37, dtype, seed=T)
+
+
+@pytest.mark.parametrize("cell,normalize,candidate", [("mingru", False, "g"), ("minlstm", True, "g")])
+def test_long_sequence_and_gradient_through_h_n_only(cell, normalize, candidate):
+    check(cell, normalize, candidate, 1, 4096, 13, torch.float32, seed=1, hn_only=True)
+    check(cell, normalize, candidate, 2, 63, 130, torch.float64, seed=2, hn_only=True)  # H > one vector block
+
+
+@pytest.mark.parametrize("cell,normalize,candidate", VARIANTS)
+def test_extreme_preactivations(cell, normalize, candidate):
+    """Gates saturated to 0/1 (|k| up to 1e4): no overflow, no NaN, same as the softplus-based reference."""
+    g = torch.Generator().manual_seed(3)
+    H = 11
+    k = torch.randn(2, 40, NG[cell] * H, generator=g, dtype=torch.float64)
+    k = k * torch.tensor([1.0, 30.0, 100.0, 1e4], dtype=torch.float64)[torch.randint(0, 4, k.shape, generator=g)]
+    h0 = torch.randn(2, H, generator=g, dtype=torch.float64)
+    for dtype in (torch.float64, torch.float32):
+        kk, hh = k.to(dtype).requires_grad_(), h0.to(dtype).requires_grad_()
+        h = fused_cell_scan(cell, kk, hh, candidate=candidate, normalize=normalize)
+        dk, dh0 = torch.autograd.grad(h.sum(), (kk, hh))
+        kr, hr = k.clone().requires_grad_(), h0.clone().requires_grad_()
+        h_ref = ref_states(cell, kr, hr, candidate, normalize)
+        dk_ref, dh0_ref = torch.autograd.grad(h_ref.sum(), (kr, hr))
+        assert torch.isfinite(h).all() and torch.isfinite(dk).all()
+        rtol, atol = TOL[dtype]
+        assert_close(h, h_ref, rtol, atol, f"h {dtype}")
+        assert_close(dk, dk_ref, rtol, atol, f"dk {dtype}")
+        assert_close(dh0, dh0_ref, rtol, atol, f"dh0 {dtype}")
+
+
+def test_nan_propagates_from_its_step_on():
+    k, h0, _ = inputs("mingru", 1, 10, 4, seed=4)
+    k[0, 5, 1] = float("nan")  # z of unit 1 at t = 5
+    h = fused_cell_scan("mingru", k, h0)
+    assert torch.isfinite(h[0, :5]).all() and torch.isfinite(h[0, :, 0]).all()
+    assert torch.isnan(h[0, 5:, 1]).all()
+
+
+def test_without_h0_and_threads_agree_bitwise():
+    """Rows split across threads (B < threads) give the same bits as one thread; h0=None means zeros."""
+    k, _, w = inputs("minlstm", 1, 600, 130, seed=5)
+    zeros = torch.zeros(1, 130, dtype=torch.float64)
+    one = fused_cell_scan("minlstm", k, None)
+    assert torch.equal(one, fused_cell_scan("minlstm", k, zeros))
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = fused_cell_scan("minlstm", k, None)
+        kk = k.clone().requires_grad_()
+        (fused_cell_scan("minlstm", kk, None) * w).sum().backward()
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(one, two)
+    k1 = k.clone().requires_grad_()
+    (fused_cell_scan("minlstm", k1, None) * w).sum().backward()
+    assert torch.equal(k1.grad, kk.grad)
+
+
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_gradcheck(cell):
+    k, h0, _ = inputs(cell, 2, 5, 3, seed=6)
+    assert torch.autograd.gradcheck(lambda k, h0: fused_cell_scan(cell, k, h0),
+                                    (k.requires_grad_(), h0.requires_grad_()))
+
+
+@pytest.mark.parametrize("cls", [MinGRU, MinLSTM])
+def test_layer_route_matches_reference_layer(cls, monkeypatch):
+    """Layers with scan_impl='native' take the fused kernel (2 layers, bidirectional, learned h0) and match
+    the same weights on the reference scan; use_fused(False) (the generic C scan) matches too."""
+    from minrnn.scan import fused
+    calls = []
+    monkeypatch.setattr(fused, "fused_cell_scan", lambda *a, **k: calls.append(1) or fused_cell_scan(*a, **k))
+    torch.manual_seed(7)
+    kw = dict(num_layers=2, bidirectional=True, learn_h0=True, dtype=torch.float64)
+    fast, ref = cls(5, 9, scan_impl="native", **kw), cls(5, 9, scan_impl="reference", **kw)
+    with torch.no_grad():
+        for p in fast.parameters():
+            p.normal_()
+    ref.load_state_dict(fast.state_dict())
+    x = torch.randn(3, 17, 5, dtype=torch.float64)
+    h0 = torch.randn(4, 3, 9, dtype=torch.float64)
+    outs = {}
+    for name, m, fused in (("fused", fast, True), ("generic", fast, False), ("ref", ref, True)):
+        m.zero_grad()
+        with use_fused(fused):
+            y, hn = m(x, h0)
+        (y.square().sum() + hn.sum()).backward()
+        outs[name] = [y, hn] + [p.grad.clone() for p in m.parameters() if p.grad is not None]
+    assert len(calls) == 4  # 2 layers x 2 directions, in the fused run only
+    for name in ("fused", "generic"):
+        for got, want in zip(outs[name], outs["ref"]):
+            assert_close(got, want, 1e-11, 1e-12, name)
+
+
+def test_fallbacks_mask_reset_bf16():
+    """Masks/resets and bf16 take the generic route (and still match the reference layer)."""
+    assert supported(torch.zeros(1, 1, 2)) and not supported(torch.zeros(1, 1, 2, dtype=torch.bfloat16))
+    with use_fused(False):
+        assert not supported(torch.zeros(1, 1, 2))
+    torch.manual_seed(8)
+    fast = MinGRU(4, 6, scan_impl="native", dtype=torch.float64)
+    ref = MinGRU(4, 6, scan_impl="reference", dtype=torch.float64)
+    ref.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 12, 4, dtype=torch.float64)
+    reset = torch.zeros(2, 12, dtype=torch.bool)
+    reset[:, 5] = True
+    for kw in (dict(lengths=torch.tensor([12, 7])), dict(reset=reset)):
+        assert_close(fast(x, **kw)[0], ref(x, **kw)[0], 1e-12, 1e-12, str(list(kw)))
+    xb = x.to(torch.bfloat16)
+    yb, _ = fast.to(torch.bfloat16)(xb)
+    assert yb.dtype == torch.bfloat16
+
+
+def test_errors():
+    k = torch.zeros(2, 3, 8)
+    with pytest.raises(ValueError, match="cell: expected"):
+        fused_cell_scan("gru", k)
+    with pytest.raises(ValueError, match="divisible by 3"):
+        fused_cell_scan("minlstm", k)
+    with pytest.raises(ValueError, match=r"shape \(B, T, n_gates \* H\)"):
+        fused_cell_scan("mingru", torch.zeros(3, 8))
+    with pytest.raises(TypeError, match="float32/float64 CPU"):
+        fused_cell_scan("mingru", k.to(torch.bfloat16))
+    with pytest.raises(ValueError, match=r"h0: expected"):
+        fused_cell_scan("mingru", k, torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="candidate"):
+        fused_cell_scan("mingru", k, candidate="tanh")
