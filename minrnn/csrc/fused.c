@@ -24,6 +24,7 @@
  * one block, k, h and dL/dk are read and written strictly sequentially (the prefetcher's best case); rows are
  * split into smaller blocks only when there are fewer rows than threads. */
 #define HBLK 2048
+#define RBLK 16  /* backward: units per ascending run (see fused_body.h) */
 
 static int64_t block_width(int64_t B, int64_t H, int nthreads) {
     int64_t w = H < HBLK ? H : HBLK;

@@ -36,10 +36,14 @@ static inline FN(gate_t) FN(gate)(int cell, int norm, int cand_g, const REAL* kp
         o.p2 = 0;
     } else if (norm) {                      /* minLSTM, normalised: a = f/(f+i), b = i/(f+i) c(kh) */
         REAL u = -kp[j], v = -kp[H + j];
-        REAL m = u > v ? u : v;
-        m = m > 0 ? m : 0;
-        /* 1 + exp(u) = exp(m) (p + q), 1 + exp(v) = exp(m) (p + r): all exponents <= 0 */
-        REAL p = EXP_NONPOS(-m), q = EXP_NONPOS(u - m), r = EXP_NONPOS(v - m);
+        /* 1 + exp(u) = exp(m) (p + q), 1 + exp(v) = exp(m) (p + r) with m = max(u, v, 0), so that all
+         * exponents are <= 0; the one that equals m is exp(0) = 1, so two exponentials suffice. */
+        int cu = u >= v && u >= 0, cv = !cu && v >= 0;   /* m = u, m = v, else m = 0 */
+        REAL e1 = EXP_NONPOS(cu ? -u : (cv ? -v : u));
+        REAL e2 = EXP_NONPOS(cu ? v - u : (cv ? u - v : v));
+        REAL p = (cu || cv) ? e1 : (REAL)1;
+        REAL q = cu ? (REAL)1 : (cv ? e2 : e1);
+        REAL r = cu ? e2 : (cv ? (REAL)1 : e2);
         REAL inv = (REAL)1 / ((REAL)2 * p + q + r);
         o.c = FN(cand)(cand_g, kp[2 * H + j], &o.dc);
         o.a = (p + r) * inv; o.w = (p + q) * inv; o.b = o.w * o.c;
@@ -90,8 +94,13 @@ static inline __attribute__((always_inline)) void FN(bwd_job)(
         REAL* gkp = gk + (bi * T + t) * ng * H + j0;
         const REAL* ghp = gh + (bi * T + t) * H + j0;
         const REAL* hprev = t > 0 ? h + (bi * T + t - 1) * H + j0 : (h0 ? h0 + bi * H + j0 : zero);
+        /* Time runs backwards, so memory is walked downwards too, in short ascending runs of RBLK units: the
+         * hardware prefetcher follows a descending stream, but not descending rows read upwards (measured
+         * 5-6x slower on an AMD EPYC VM). */
+        for (int64_t jb = (w - 1) / RBLK * RBLK; jb >= 0; jb -= RBLK) {
+        int64_t je = jb + RBLK < w ? jb + RBLK : w;
         _Pragma("GCC ivdep")  /* k, h, gh, gk never overlap: spares the runtime alias checks */
-        for (int64_t j = 0; j < w; j++) {
+        for (int64_t j = jb; j < je; j++) {
             FN(gate_t) o = FN(gate)(cell, norm, cand_g, kp, H, j);
             g[j] = ghp[j] + an[j] * g[j];
             REAL ga = g[j] * hprev[j], gb = g[j];
@@ -109,6 +118,7 @@ static inline __attribute__((always_inline)) void FN(bwd_job)(
                 gkp[2 * H + j] = gb * o.w * o.dc;
             }
             an[j] = o.a;
+        }
         }
     }
     if (dh0) for (int64_t j = 0; j < w; j++) dh0[bi * H + j0 + j] = an[j] * g[j];

@@ -8,6 +8,7 @@
 /* A job is one batch row and a block of up to DBLK features walked through time; with whole rows in one block,
  * a, b and h stream sequentially through memory. Rows are split only when there are fewer rows than threads. */
 #define DBLK 2048
+#define RBLK 16
 
 static int64_t block_width(int64_t B, int64_t D, int nthreads) {
     int64_t w = D < DBLK ? D : DBLK;
@@ -47,10 +48,14 @@ void scan_bwd_##SUF(const T_* a, const T_* h, const T_* h0, const T_* gh,       
             const T_* hp = t > 0 ? h + o - D : (h0 ? h0 + bi * D + d0 : zero);                       \
             /* one branch-free loop per case so that each vectorises */                              \
             if (da && db) {                                                                          \
-                _Pragma("GCC ivdep")                                                                 \
-                for (int64_t k = 0; k < w; k++) {                                                    \
-                    g[k] = gh[o + k] + an[k] * g[k];                                                 \
-                    db[o + k] = g[k]; da[o + k] = g[k] * hp[k]; an[k] = a[o + k];                    \
+                /* memory is walked downwards in ascending runs of RBLK: see fused_body.h */          \
+                for (int64_t kb = (w - 1) / RBLK * RBLK; kb >= 0; kb -= RBLK) {                      \
+                    int64_t ke = kb + RBLK < w ? kb + RBLK : w;                                      \
+                    _Pragma("GCC ivdep")                                                             \
+                    for (int64_t k = kb; k < ke; k++) {                                              \
+                        g[k] = gh[o + k] + an[k] * g[k];                                             \
+                        db[o + k] = g[k]; da[o + k] = g[k] * hp[k]; an[k] = a[o + k];                \
+                    }                                                                                \
                 }                                                                                    \
             } else {                                                                                 \
                 for (int64_t k = 0; k < w; k++) {                                                    \
