@@ -16,6 +16,8 @@ def run(args) -> int:
     if not native.available():
         print(f"  native unavailable: {native.unavailable_reason()}")
     print(f"active (auto) on cpu: {resolve_impl('auto', torch.device('cpu'))}")
+    if native.available():
+        print("  layers on cpu (fp32/fp64, no mask/reset): fused gate math + scan kernel (scan/fused.py)")
     return 0
 
 
