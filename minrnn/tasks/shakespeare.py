@@ -13,6 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -76,7 +77,9 @@ class CharVocab:
         bad = sorted(set(s) - set(self.stoi))
         if bad:
             raise ValueError(f"text: expected characters of the corpus vocabulary, got unknown {bad[:10]}")
-        return torch.tensor([self.stoi[c] for c in s], dtype=torch.int64)
+        codes = np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32)  # one code point per character
+        table = np.array([ord(c) for c in self.chars], dtype=np.uint32)  # sorted, like self.chars
+        return torch.from_numpy(np.searchsorted(table, codes).astype(np.int64))
 
     def decode(self, ids) -> str:
         return "".join(self.chars[int(i)] for i in ids)
