@@ -187,7 +187,7 @@ def sweep(cell: str, B: int, T: int, H: int, copy_gbps: float, tiles: bool = Tru
 
 # ---- the CUDA section of `minrnn bench --device cuda` (rows appended to `rows.ROWS`) ----
 CUDA_SPEEDUPS = [("nn.GRU", "minGRU triton"), ("nn.LSTM", "minLSTM triton"), ("GRU loop", "minGRU triton"),
-                 ("LSTM loop", "minLSTM triton"), ("add floor", "minGRU cell triton fwd")]
+                 ("LSTM loop", "minLSTM triton")]
 
 
 def _need_triton() -> str | None:

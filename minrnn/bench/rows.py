@@ -118,9 +118,9 @@ def train_rows() -> list[Row]:
         Row("nn.LSTM", "train", _train(lambda c: nn.LSTM(c.width, c.width, batch_first=True)), None,
             devices=("cpu", "cuda")),
         Row("GRU loop", "train", _train(lambda c: nn.GRUCell(c.width, c.width), call=_cell_loop), "nn.GRU",
-            slow=True),
+            slow=True, devices=("cpu", "cuda")),
         Row("LSTM loop", "train", _train(lambda c: nn.LSTMCell(c.width, c.width), call=_cell_loop), "nn.LSTM",
-            slow=True),
+            slow=True, devices=("cpu", "cuda")),
         Row("peer minGRU", "train", _train(_peer("minGRU"), call=lambda m, x: m(x)), "nn.GRU", _need_peer),
         Row("peer minLSTM", "train", _train(_peer("minLSTM"), call=lambda m, x: m(x)), "nn.LSTM", _need_peer),
         Row("matmul floor", "train", _train(lambda c: nn.Linear(c.width, 2 * c.width), call=lambda m, x: m(x)),
@@ -245,3 +245,9 @@ ROWS: list[Row] = train_rows() + scan_rows() + infer_rows()
 SPEEDUPS = [("nn.GRU", "minGRU fused"), ("nn.LSTM", "minLSTM fused"), ("GRU loop", "minGRU fused"),
             ("LSTM loop", "minLSTM fused"), ("peer minGRU", "minGRU fused"), ("peer minLSTM", "minLSTM fused"),
             ("minGRU native", "minGRU fused"), ("minLSTM native", "minLSTM fused")]
+
+# The CUDA section (the Triton kernels, `gpu.py`) adds its rows and headline pairs.
+from .gpu import CUDA_SPEEDUPS, cuda_rows  # noqa: E402
+
+ROWS += cuda_rows()
+SPEEDUPS += CUDA_SPEEDUPS
