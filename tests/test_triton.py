@@ -100,6 +100,24 @@ def test_input_dtypes(dtype, cell, cand, norm):
     check(cell, cand, norm, B=2, T=45, H=6, seed=11, dtype=dtype, block_t=8, n_chunks=3)
 
 
+def test_fp32_states_with_bf16_preactivations():
+    """Under autocast the matmul gives bf16 k while h0 (a parameter) stays fp32: accepted, gradient in fp32."""
+    k, h0, w = make("mingru", 2, 21, 5, seed=9, dtype=torch.bfloat16)
+    reset = torch.zeros(2, 21, dtype=torch.bool)
+    reset[:, 10] = True
+    leaves = [k.clone().requires_grad_(), h0.clone().requires_grad_()]
+    ref = cell_scan("mingru", leaves[0], leaves[1], candidate="g", normalize=False, impl="reference", reset=reset,
+                    h_reset=leaves[1])
+    ref_g = torch.autograd.grad((ref * w).sum(), leaves)
+    x = [k.to(DEV, torch.bfloat16).requires_grad_(), h0.to(DEV, torch.float32).requires_grad_()]
+    h = triton_scan.cell_scan_triton("mingru", x[0], x[1], candidate="g", normalize=False, reset=reset.to(DEV),
+                                     h_reset=x[1], block_t=8, n_chunks=2)
+    got_g = torch.autograd.grad((h.double() * w.to(DEV)).sum(), x)
+    assert h.dtype == torch.bfloat16 and got_g[1].dtype == torch.float32
+    for got, r, name in zip([h] + list(got_g), [ref] + list(ref_g), ("h", "dk", "dh0 (h0 and h_reset)")):
+        assert_close(got.cpu(), r, *TOL[torch.bfloat16], name)
+
+
 @pytest.mark.parametrize("cfg", [{}, dict(block_t=8, n_chunks=4)])
 def test_linear_scan_impl(cfg):
     g = torch.Generator().manual_seed(5)

@@ -147,9 +147,9 @@ def _check(x: torch.Tensor, h0, h_reset, mask, reset, H: int) -> None:
     if x.dtype not in DTYPES:
         raise TypeError(f"triton scan: expected dtype in {DTYPES}, got {x.dtype}")
     B, T = x.shape[:2]
-    for name, t in (("h0", h0), ("h_reset", h_reset)):
-        if t is not None and (tuple(t.shape) != (B, H) or t.dtype != x.dtype or t.device != x.device):
-            raise ValueError(f"{name}: expected ({B}, {H}) {x.dtype} on {x.device}, got "
+    for name, t in (("h0", h0), ("h_reset", h_reset)):  # any float dtype: under autocast k is bf16, h0 fp32
+        if t is not None and (tuple(t.shape) != (B, H) or t.dtype not in DTYPES or t.device != x.device):
+            raise ValueError(f"{name}: expected a ({B}, {H}) float tensor on {x.device}, got "
                              f"{tuple(t.shape)} {t.dtype} on {t.device}")
     for name, t in (("mask", mask), ("reset", reset)):
         if t is not None and (tuple(t.shape) != (B, T) or t.dtype != torch.bool or t.device != x.device):
