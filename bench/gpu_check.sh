@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# GPU check of the Triton kernels, run on a CUDA machine from the repository root (5-7 minutes on an H200;
-# QUICK=1 for about 3). It needs python3 with a CUDA torch; it installs nothing from the network except
+# GPU check of the Triton kernels, run on a CUDA machine from the repository root: at most 9 minutes
+# (tests <= 3, bench <= 6, each cut by `timeout`, the bench's JSON written after every section; QUICK=1
+# for a shorter bench). It needs python3 with a CUDA torch; it installs nothing from the network except
 # triton when it is missing. Writes into OUT_DIR (default: $OUT if set, else bench/out):
 #   gpu_tests.log/.xml  tests/test_triton.py compiled for the GPU (plus the large-shape tests)
 #   gpu_bench.json/.log python -m minrnn.bench.gpu: copy bandwidth, scan bandwidth, training speed-up vs
@@ -22,13 +23,14 @@ $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | tee "$OUT_DIR/gpu_smi.log"
 
 start=$(date +%s)
-timeout 240 $PY -m pytest -q -p no:cacheprovider tests/test_triton.py --junitxml="$OUT_DIR/gpu_tests.xml" \
-  2>&1 | tee "$OUT_DIR/gpu_tests.log"
+XDIST=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")  # parallel kernel compiles when pytest-xdist is there
+timeout ${TESTS_TIMEOUT:-180} $PY -m pytest -q -p no:cacheprovider $XDIST tests/test_triton.py \
+  --junitxml="$OUT_DIR/gpu_tests.xml" 2>&1 | tee "$OUT_DIR/gpu_tests.log"
 tests_rc=$?
 tests_s=$(( $(date +%s) - start ))
 
 start=$(date +%s)
-timeout ${BENCH_TIMEOUT:-420} $PY -m minrnn.bench.gpu --out "$OUT_DIR/gpu_bench.json" ${QUICK:+--quick} \
+timeout ${BENCH_TIMEOUT:-360} $PY -m minrnn.bench.gpu --out "$OUT_DIR/gpu_bench.json" ${QUICK:+--quick} \
   2>&1 | tee "$OUT_DIR/gpu_bench.log"
 bench_rc=$?
 bench_s=$(( $(date +%s) - start ))
@@ -46,6 +48,7 @@ except (OSError, ET.ParseError, IndexError) as e:
 try:
     bench = json.load(open(os.path.join(out, "gpu_bench.json")))
     summary["env"], summary["copy_gbps"] = bench.get("env"), bench.get("copy_gbps")
+    summary["targets"] = bench.get("targets")
 except (OSError, ValueError) as e:
     summary["bench"] = f"no bench json: {e}"
 tmp = os.path.join(out, "gpu_check.json.tmp")

@@ -249,6 +249,28 @@ def write_json(path: str, obj) -> None:
 SECTIONS = ("bandwidth", "training", "peers", "sweep")
 
 
+def targets(res: dict) -> dict:
+    """Issue 7's targets, evaluated on this run's numbers (absent sections give None)."""
+    t = {}
+    big = [r for r in res.get("bandwidth", []) if (r["cell"], r["B"], r["T"], r["H"], r["dtype"]) ==
+           ("mingru", 8, 65536, 1536, "float32")]
+    if big:
+        t["fwd_frac_of_copy"], t["bwd_frac_of_copy"] = big[0]["fwd_frac_of_copy"], big[0]["bwd_frac_of_copy"]
+        t["bandwidth_ge_70pct"] = min(t["fwd_frac_of_copy"], t["bwd_frac_of_copy"]) >= 0.70
+    gru = [r for r in res.get("training", []) if r["cell"] == "gru"]
+    if gru:
+        t["min_speedup_vs_cudnn_gru"] = min(r["speedup_vs_cudnn"] for r in gru)
+        t["faster_than_cudnn_every_T"] = t["min_speedup_vs_cudnn_gru"] > 1.0
+        t["speedup_vs_cudnn_gru_T4096"] = {r["D"]: r["speedup_vs_cudnn"] for r in gru if r["T"] == 4096}
+        at4096 = t["speedup_vs_cudnn_gru_T4096"].values()
+        t["ge_10x_cudnn_at_T4096"] = all(v >= 10 for v in at4096) if at4096 else None
+        t["speedup_vs_sequential_gru_T512"] = {r["D"]: r.get("speedup_vs_sequential") for r in gru
+                                               if r["T"] == 512}
+        vals = [v for v in t["speedup_vs_sequential_gru_T512"].values() if v is not None]
+        t["ge_175x_sequential_at_T512"] = (min(vals) >= 175) if vals else None
+    return t
+
+
 def run(out: str, sections=SECTIONS, quick: bool = False) -> dict:
     if not torch.cuda.is_available():
         raise RuntimeError("the GPU benchmark needs a CUDA device; torch.cuda.is_available() is False")
@@ -274,6 +296,9 @@ def run(out: str, sections=SECTIONS, quick: bool = False) -> dict:
     if "peers" in sections:
         res["peers"] = peers(8, 1536, 65536, copy)
         write_json(out, res)
+    res["targets"] = targets(res)
+    print("targets:", json.dumps(res["targets"]), flush=True)
+    write_json(out, res)
     if "sweep" in sections and not quick:
         res["sweep"] = sweep("mingru", 8, 65536, 1536, copy) + sweep("mingru", 1, 65536, 1024, copy, tiles=False)
         write_json(out, res)
