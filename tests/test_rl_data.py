@@ -161,3 +161,15 @@ def test_segment_sampler_values_and_padding():
     two = s.sample([np.random.default_rng(3), np.random.default_rng(5)])
     one = s.sample([np.random.default_rng(5)])
     np.testing.assert_array_equal(two["states"][1], one["states"][0])
+
+
+def test_standin_hopper_medium_matches_its_readme():
+    from minrnn.paths import find_data
+    from minrnn.tasks.rl.data import summarize
+    try:
+        path = find_data("locomotion/hopper-medium-replay.hdf5")
+    except FileNotFoundError:
+        pytest.skip("../shared/data/locomotion stand-ins not present")
+    s = summarize(load_d4rl(path))  # the README's table: 139,999 transitions, 862 episodes, mean return 422.6
+    assert (s["transitions"], s["episodes"]) == (139_999, 862)
+    assert round(s["return_mean"], 1) == 422.6 and round(s["return_max"], 1) == 2310.9
