@@ -18,6 +18,13 @@ def run(args) -> int:
     print(f"active (auto) on cpu: {resolve_impl('auto', torch.device('cpu'))}")
     if native.available():
         print("  layers on cpu (fp32/fp64, no mask/reset): fused gate math + scan kernel (scan/fused.py)")
+    from minrnn.scan import triton_unavailable_reason
+    why = triton_unavailable_reason("cuda")
+    if why is None:
+        import triton
+        print(f"active (auto) on cuda tensors: triton (fused kernels, scan/triton_scan.py; triton {triton.__version__})")
+    else:
+        print(f"active (auto) on cuda tensors: chunked  ({why})")
     return 0
 
 
