@@ -22,7 +22,7 @@ def run(args) -> int:
     why = triton_unavailable_reason("cuda")
     if why is None:
         import triton
-        print(f"active (auto) on cuda tensors: triton (fused kernels, scan/triton_scan.py; triton {triton.__version__})")
+        print(f"active (auto) on cuda tensors: triton (fused kernels; triton {triton.__version__})")
     else:
         print(f"active (auto) on cuda tensors: chunked  ({why})")
     return 0
