@@ -10,6 +10,7 @@ MODELS=${*:-mingru minlstm}
 PY=${PY:-.venv/bin/python}
 RUNS=${RUNS:-runs}
 THREADS=${THREADS:-1}
+EXTRA=${EXTRA:-}  # extra flags for every `minrnn train`, e.g. EXTRA="--time-budget 150 --steps 600"
 SEED=${SEED:-0}
 export OMP_WAIT_POLICY=PASSIVE
 mkdir -p "$RUNS/logs"
@@ -22,7 +23,7 @@ case "$PRESET" in
         name="ch-$PRESET-$problem-$model-s$SEED"
         if [ ! -f "$RUNS/$name/summary.json" ]; then
           $PY -m minrnn.cli train chomsky --preset "$PRESET" --problem "$problem" --model "$model" --seed "$SEED" \
-            --threads "$THREADS" --out-dir "$RUNS" --run-name "$name" --no-progress > "$RUNS/logs/$name.log" 2>&1
+            --threads "$THREADS" --out-dir "$RUNS" --run-name "$name" --no-progress $EXTRA > "$RUNS/logs/$name.log" 2>&1
         fi
         $PY -m minrnn.cli eval "$RUNS/$name" --split test --threads "$THREADS" > "$RUNS/$name/eval_test.json.tmp"
         mv "$RUNS/$name/eval_test.json.tmp" "$RUNS/$name/eval_test.json"

@@ -9,6 +9,7 @@ PRESET=${1:-cpu}
 PY=${PY:-.venv/bin/python}
 RUNS=${RUNS:-runs}
 THREADS=${THREADS:-1}
+EXTRA=${EXTRA:-}  # extra flags for every `minrnn train`, e.g. EXTRA="--time-budget 150 --steps 600"
 export OMP_WAIT_POLICY=PASSIVE
 mkdir -p "$RUNS/logs"
 
@@ -16,7 +17,7 @@ run() {  # run NAME ARGS...: train, then evaluate the best checkpoint on the tes
   local name=$1; shift
   if [ ! -f "$RUNS/$name/summary.json" ]; then
     $PY -m minrnn.cli train selective-copy "$@" --threads "$THREADS" --out-dir "$RUNS" --run-name "$name" \
-      --no-progress > "$RUNS/logs/$name.log" 2>&1
+      --no-progress $EXTRA > "$RUNS/logs/$name.log" 2>&1
   fi
   $PY -m minrnn.cli eval "$RUNS/$name" --split test --threads "$THREADS" > "$RUNS/$name/eval_test.json.tmp"
   mv "$RUNS/$name/eval_test.json.tmp" "$RUNS/$name/eval_test.json"
