@@ -27,6 +27,7 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
 from minrnn.scan import triton_kernels as K  # noqa: E402
+from minrnn.scan.triton_scan import BWD_STAGES, FWD_STAGES  # noqa: E402
 
 KERNELS = {"fwd": K.scan_fwd_kernel, "bwd": K.scan_bwd_kernel}
 CELLS = {"mingru": (0, False), "minlstm": (1, True), "minlstm-unnorm": (1, False), "linear": (2, False)}
@@ -56,8 +57,9 @@ def signature(kernel, dtype: str) -> dict:
 def compile_one(kind, cell, phase, dtype, flags, bt, bh, nw, arch) -> str:
     kernel = KERNELS[kind]
     cell_id, norm = CELLS[cell]
+    stages = FWD_STAGES if kind == "fwd" else BWD_STAGES  # as `triton_scan` launches them
     consts = dict(CELL=cell_id, NORM=norm, CAND_G=True, ACC=tl.float32, PHASE=phase, BLOCK_T=bt, BLOCK_H=bh,
-                  **{f: flags for f in FLAGS})
+                  STAGES=stages, **{f: flags for f in FLAGS})
     sig = signature(kernel, dtype)
     names = list(sig)
     src = ASTSource(kernel, sig, constexprs={(names.index(k),): v for k, v in consts.items()})

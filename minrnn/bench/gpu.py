@@ -169,10 +169,13 @@ def peers(B: int, D: int, T: int, copy_gbps: float, device="cuda") -> list[dict]
 
 
 def sweep(cell: str, B: int, T: int, H: int, copy_gbps: float, tiles: bool = True) -> list[dict]:
-    """Launch configurations on one shape: time chunks (n_chunks), then tile sizes and warps."""
+    """Launch configurations on one shape: time chunks (n_chunks), load pipelining, tile sizes and warps."""
     rows = []
     for n in (1, 2, 4, 8, 32, 128):
         rows.append(scan_bandwidth(cell, B, T, H, torch.float32, copy_gbps, n_chunks=n))
+        print(_fmt(rows[-1]), flush=True)
+    for st, bst in ((1, 1), (3, 2)) if tiles else ():  # load pipelining depth, forward and backward
+        rows.append(scan_bandwidth(cell, B, T, H, torch.float32, copy_gbps, stages=st, bwd_stages=bst))
         print(_fmt(rows[-1]), flush=True)
     configs = [(16, 64, 4), (32, 64, 8), (16, 128, 8), (32, 32, 4), (8, 128, 4), (16, 32, 2), (32, 64, 4)]
     for bt, bh, warps in configs if tiles else ():

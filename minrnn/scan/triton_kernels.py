@@ -123,7 +123,7 @@ def scan_fwd_kernel(x1_ptr, x2_ptr, x3_ptr, h_ptr, h0_ptr, hr_ptr, mask_ptr, res
                     CELL: tl.constexpr, NORM: tl.constexpr, CAND_G: tl.constexpr, ACC: tl.constexpr,
                     HAS_H0: tl.constexpr, HAS_HR: tl.constexpr, HAS_MASK: tl.constexpr,
                     HAS_RESET: tl.constexpr, PHASE: tl.constexpr, BLOCK_T: tl.constexpr,
-                    BLOCK_H: tl.constexpr):
+                    BLOCK_H: tl.constexpr, STAGES: tl.constexpr = 1):
     pid_h, c, bi = tl.program_id(0), tl.program_id(1) + C0, tl.program_id(2).to(tl.int64)
     cols = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
     hvalid = cols < H
@@ -143,7 +143,7 @@ def scan_fwd_kernel(x1_ptr, x2_ptr, x3_ptr, h_ptr, h0_ptr, hr_ptr, mask_ptr, res
             pa = tl.load(agg + j * 2 * H, mask=hvalid, other=1.0)
             pb = tl.load(agg + j * 2 * H + H, mask=hvalid, other=0.0)
             state = pa.to(ACC) * state + pb.to(ACC)
-    for ts in range(t0, t1, BLOCK_T):
+    for ts in tl.range(t0, t1, BLOCK_T, num_stages=STAGES):
         t = ts + rows
         tvalid = t < t1
         valid = tvalid[:, None] & hvalid[None, :]
@@ -178,7 +178,7 @@ def scan_bwd_kernel(x1_ptr, x2_ptr, x3_ptr, h_ptr, gh_ptr, d1_ptr, d2_ptr, d3_pt
                     CELL: tl.constexpr, NORM: tl.constexpr, CAND_G: tl.constexpr, ACC: tl.constexpr,
                     HAS_H0: tl.constexpr, HAS_HR: tl.constexpr, HAS_MASK: tl.constexpr,
                     HAS_RESET: tl.constexpr, PHASE: tl.constexpr, BLOCK_T: tl.constexpr,
-                    BLOCK_H: tl.constexpr):
+                    BLOCK_H: tl.constexpr, STAGES: tl.constexpr = 1):
     """Reverse scan g_t = gh_t + a_{t+1} g_{t+1} per chunk; tile row i is time t_hi - i (latest first).
 
     h and gh are contiguous (B, T, H) tensors with strides s_hb, s_ht; the gradients d1..d3 share the
@@ -207,7 +207,7 @@ def scan_bwd_kernel(x1_ptr, x2_ptr, x3_ptr, h_ptr, gh_ptr, d1_ptr, d2_ptr, d3_pt
             pg = tl.load(agg + j * 2 * H + H, mask=hvalid, other=0.0)
             g = pa.to(ACC) * g + pg.to(ACC)
     n_tiles = tl.cdiv(t1 - t0, BLOCK_T)
-    for it in range(0, n_tiles):
+    for it in tl.range(0, n_tiles, num_stages=STAGES):
         t = t1 - 1 - it * BLOCK_T - rows
         tvalid = t >= t0
         valid = tvalid[:, None] & hvalid[None, :]

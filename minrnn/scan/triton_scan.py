@@ -24,6 +24,10 @@ DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # Below this many programs per SM, time is chunked (costing one extra read of k) to fill the GPU. A guess
 # that the bench's sweep (`minrnn.bench.gpu`, n_chunks rows) is there to check on a real device.
 PROGRAMS_PER_SM = 2
+# Software pipelining of the tile loads (`tl.range(num_stages=...)`: cp.async prefetch of the next tiles into
+# shared memory on sm_80+). For sm_90 it costs the forward 64 -> 80 registers, the minGRU backward 112 -> 128
+# plus a 24-byte stack, hence 2 forward and 1 backward until measured (the bench sweeps both).
+FWD_STAGES, BWD_STAGES = 2, 1
 
 
 def installed() -> bool:
@@ -79,12 +83,14 @@ class _TritonScanFn(torch.autograd.Function):
         x1, x2, x3, H = _operands(cell, x, x_b)
         B, T = x.shape[:2]
         cfg = dict(cfg)
-        warps = cfg.pop("num_warps", 4)
+        warps, stages = cfg.pop("num_warps", 4), cfg.pop("stages", FWD_STAGES)
+        cfg.pop("bwd_stages", None)
         bt, bh, chunk, n = plan(B, T, H, x.device, **cfg)
         h = torch.empty(B, T, H, dtype=x.dtype, device=x.device)
         acc = torch.float64 if x.dtype == torch.float64 else torch.float32
         agg = torch.empty(B, n, 2, H, dtype=acc, device=x.device) if n > 1 else h
-        args = dict(_common(cell, normalize, cand_g, x, h0, h_reset, mask, reset, bt, bh), num_warps=warps)
+        args = dict(_common(cell, normalize, cand_g, x, h0, h_reset, mask, reset, bt, bh), num_warps=warps,
+                    STAGES=stages)
         ptrs = (h0 if h0 is not None else h, h_reset if h_reset is not None else h,
                 mask if mask is not None else h, reset if reset is not None else h, agg)
         sizes = (T, H, chunk, n)
@@ -107,7 +113,8 @@ class _TritonScanFn(torch.autograd.Function):
         x1, x2, x3, H = _operands(cell, x, x_b)
         B, T = x.shape[:2]
         cfg = dict(cfg)
-        warps = cfg.pop("num_warps", 4)
+        warps, stages = cfg.pop("num_warps", 4), cfg.pop("bwd_stages", BWD_STAGES)
+        cfg.pop("stages", None)
         bt, bh, chunk, n = plan(B, T, H, x.device, **cfg)
         dx = torch.empty_like(x)
         dx_b = torch.empty_like(x_b) if x_b is not None else None
@@ -116,7 +123,8 @@ class _TritonScanFn(torch.autograd.Function):
         dh0 = torch.empty(B, H, dtype=h0.dtype, device=h0.device) if h0 is not None else h
         dhr = torch.empty(B, n, H, dtype=acc, device=x.device) if h_reset is not None else h
         agg = torch.empty(B, n, 2, H, dtype=acc, device=x.device) if n > 1 else h
-        args = dict(_common(cell, normalize, cand_g, x, h0, h_reset, mask, reset, bt, bh), num_warps=warps)
+        args = dict(_common(cell, normalize, cand_g, x, h0, h_reset, mask, reset, bt, bh), num_warps=warps,
+                    STAGES=stages)
         ptrs = (h0 if h0 is not None else h, dh0, h_reset if h_reset is not None else h, dhr,
                 mask if mask is not None else h, reset if reset is not None else h, agg)
         sizes = (T, H, chunk, n)
@@ -170,8 +178,8 @@ def cell_scan_triton(cell: str, k: torch.Tensor, h0: torch.Tensor | None, *, can
                      h_reset: torch.Tensor | None = None, **cfg) -> torch.Tensor:
     """All states (B, T, H) from pre-activations k (B, T, n_gates * H); the contract of `cells.cell_scan`.
 
-    h_reset is only used where reset is set. cfg: launch overrides (block_t, block_h, n_chunks, num_warps)
-    for tests and tuning.
+    h_reset is only used where reset is set. cfg: launch overrides (block_t, block_h, n_chunks, num_warps,
+    stages, bwd_stages) for tests and tuning.
     """
     if cell not in N_GATES:
         raise ValueError(f"cell: expected one of {tuple(N_GATES)}, got {cell!r}")
