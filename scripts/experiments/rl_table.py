@@ -3,7 +3,8 @@
 Reads RUN_DIR/eval_rl.json (and eval_rl_window.json) written by `minrnn rl eval` for every run directory under
 RUNS_DIR, groups by (env, dataset, model, acting mode) and prints, per group: the number of training seeds,
 the D4RL-normalised score as mean +- std over the training seeds (each seed's score is the mean over its
-evaluation episodes), the raw return likewise, the evaluation episodes in total, env steps/s of acting and the
+evaluation episodes) and the std over one run's episodes (averaged over runs), the raw return as mean +- std
+over seeds, the evaluation episodes in total, env steps/s of acting and the
 model's milliseconds per env step. The paper's numbers (average over D4RL's 9 datasets) are printed below.
 """
 from __future__ import annotations
@@ -34,13 +35,13 @@ def main(root: str) -> int:
     if not groups:
         print(f"no eval_rl*.json under {root}", file=sys.stderr)
         return 1
-    print("| env-dataset | model | acting | seeds | train steps | score (mean +- std over seeds) | return | "
-          "episodes | env steps/s | model ms/step |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| env-dataset | model | acting | seeds | train steps | score (mean +- std over seeds) | "
+          "score std over episodes | return | episodes | env steps/s | model ms/step |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (env, ds, model, mode), rs in sorted(groups.items()):
         s, r = _ms([x["score_mean"] for x in rs]), _ms([x["return_mean"] for x in rs])
         print(f"| {env}-{ds} | {model} | {mode} | {len(rs)} | {rs[0]['train_steps']} | {s[0]:.1f} +- {s[1]:.1f} | "
-              f"{r[0]:.0f} +- {r[1]:.0f} | {sum(x['episodes'] for x in rs)} | "
+              f"{statistics.mean(x['score_std'] for x in rs):.1f} | {r[0]:.0f} +- {r[1]:.0f} | {sum(x['episodes'] for x in rs)} | "
               f"{statistics.mean(x['steps_per_s'] for x in rs):.0f} | "
               f"{statistics.mean(x['model_ms_per_step'] for x in rs):.2f} |")
     print(f"\n{PAPER}")
