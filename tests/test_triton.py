@@ -118,6 +118,22 @@ def test_fp32_states_with_bf16_preactivations():
         assert_close(got.cpu(), r, *TOL[torch.bfloat16], name)
 
 
+def test_strided_preactivations():
+    """k a column slice of a wider tensor (last stride 1, not dense): values and dk still right."""
+    k, _, w = make("minlstm", 2, 11, 4, seed=12)
+    wide = torch.zeros(2, 11, 15, dtype=torch.float32, device=DEV)
+    wide[:, :, 1:13] = k.float().to(DEV)
+    wide.requires_grad_()
+    h = triton_scan.cell_scan_triton("minlstm", wide[:, :, 1:13], None, candidate="g", normalize=True)
+    (h.double() * w.to(DEV)).sum().backward()
+    kr = k.clone().requires_grad_()
+    ref = cell_scan("minlstm", kr, None, candidate="g", normalize=True, impl="reference")
+    (ref * w).sum().backward()
+    assert_close(h.cpu(), ref, *TOL[torch.float32], "h")
+    assert_close(wide.grad[:, :, 1:13].cpu(), kr.grad, *TOL[torch.float32], "dk")
+    assert float(wide.grad[:, :, [0, 13, 14]].abs().max()) == 0.0
+
+
 @pytest.mark.parametrize("cfg", [{}, dict(block_t=8, n_chunks=4)])
 def test_linear_scan_impl(cfg):
     g = torch.Generator().manual_seed(5)

@@ -188,13 +188,16 @@ def cell_scan_triton(cell: str, k: torch.Tensor, h0: torch.Tensor | None, *, can
     H = k.shape[-1] // N_GATES[cell]
     _check(k, h0, h_reset, mask, reset, H)
     h_reset = _vec(h_reset) if reset is not None else None
-    k = k if k.stride(-1) == 1 else k.contiguous()
+    k = k.contiguous()  # the gradient dk is allocated with k's strides: keep them dense
     meta = (cell, normalize, candidate == "g", cfg)
     return _TritonScanFn.apply(meta, k, None, _vec(h0), h_reset, _flag(mask), _flag(reset))
 
 
 def scan_triton(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None, **cfg) -> torch.Tensor:
     """All states (B, T, D) of h_t = a_t h_{t-1} + b_t (the `linear_scan` contract)."""
+    if a.dim() != 3 or b.shape != a.shape or b.dtype != a.dtype or b.device != a.device:
+        raise ValueError(f"a, b: expected two (B, T, D) tensors of one dtype and device, got {tuple(a.shape)} "
+                         f"{a.dtype} {a.device} and {tuple(b.shape)} {b.dtype} {b.device}")
     _check(a, h0, None, None, None, a.shape[-1])
     a, b = a.contiguous(), b.contiguous()
     return _TritonScanFn.apply(("linear", False, False, cfg), a, b, _vec(h0), None, None, None)
