@@ -1,7 +1,7 @@
 """The fused C kernels (scan/fused.py, csrc/fused.c) against the fp64 reference: gate math (scan/cells.coeffs)
 + sequential scan (scan/reference.py). Values, dL/dk and dL/dh0 (full loss and through h_n only), every
-cell/candidate/normalisation, awkward shapes, extreme pre-activations, NaN, threads, the layer route and its
-fallbacks, gradcheck, errors."""
+cell/candidate/normalisation, awkward shapes, padding masks and resets, extreme pre-activations, NaN, threads,
+the layer route and its fallbacks, gradcheck, errors."""
 from __future__ import annotations
 
 import functools
@@ -155,28 +155,73 @@ def test_layer_route_matches_reference_layer(cls, monkeypatch):
         (y.square().sum() + hn.sum()).backward()
         outs[name] = [y, hn] + [p.grad.clone() for p in m.parameters() if p.grad is not None]
     assert len(calls) == 4  # 2 layers x 2 directions, in the fused run only
+    assert len(outs["fused"]) == len(outs["ref"])  # the same parameters got gradients (h0: none, h0 is given)
     for name in ("fused", "generic"):
         for got, want in zip(outs[name], outs["ref"]):
             assert_close(got, want, 1e-11, 1e-12, name)
 
 
-def test_fallbacks_mask_reset_bf16():
-    """Masks/resets and bf16 take the generic route (and still match the reference layer)."""
-    assert supported(torch.zeros(1, 1, 2)) and not supported(torch.zeros(1, 1, 2, dtype=torch.bfloat16))
-    with use_fused(False):
-        assert not supported(torch.zeros(1, 1, 2))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("cell,normalize,candidate", VARIANTS)
+def test_mask_and_reset_match_reference(cell, normalize, candidate, dtype):
+    """Padding (anywhere, including t = 0 and overlapping resets) and resets from zeros or from h_reset, inside
+    the kernel: states and gradients w.r.t. k, h0 and h_reset equal the generic route on the reference scan."""
+    B, T, H = 3, 50, 19
+    k, h0, w = inputs(cell, B, T, H, seed=9)
+    g = torch.Generator().manual_seed(10)
+    mask = torch.rand(B, T, generator=g) > 0.3
+    mask[0, :3] = False
+    mask[2] = True
+    reset = torch.rand(B, T, generator=g) > 0.8
+    reset[0, 0] = reset[1, 0] = reset[0, 1] = True  # reset on padding: the mask wins
+    h_reset = torch.randn(B, H, generator=g, dtype=torch.float64)
+    for m, r, hr in ((mask, None, None), (None, reset, None), (None, reset, h_reset), (mask, reset, h_reset)):
+        outs = []
+        for impl, dt in (("native", dtype), ("reference", torch.float64)):
+            leaves = [t.to(dt).requires_grad_() for t in (k, h0, h_reset)]
+            hh = cells.cell_scan(cell, leaves[0], leaves[1], candidate=candidate, normalize=normalize, impl=impl,
+                                 mask=m, reset=r, h_reset=leaves[2] if hr is not None else None)
+            loss = (hh * w.to(dt)).sum() + hh[:, -1].sum()
+            grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+            outs.append([hh] + [torch.zeros_like(t) if gr is None else gr for t, gr in zip(leaves, grads)])
+        rtol, atol = TOL[dtype]
+        for name, got, want in zip(("h", "dk", "dh0", "dh_reset"), *outs):
+            assert_close(got, want, rtol, atol, f"{name} mask={m is not None} reset={r is not None}")
+
+
+def test_layer_padding_and_reset_take_the_fused_kernel(monkeypatch):
+    from minrnn.scan import fused
+    calls = []
+    monkeypatch.setattr(fused, "fused_cell_scan", lambda *a, **k: calls.append(1) or fused_cell_scan(*a, **k))
     torch.manual_seed(8)
-    fast = MinGRU(4, 6, scan_impl="native", dtype=torch.float64)
-    ref = MinGRU(4, 6, scan_impl="reference", dtype=torch.float64)
+    fast = MinGRU(4, 6, scan_impl="native", learn_h0=True, dtype=torch.float64)
+    ref = MinGRU(4, 6, scan_impl="reference", learn_h0=True, dtype=torch.float64)
+    with torch.no_grad():
+        fast.h0.normal_()
     ref.load_state_dict(fast.state_dict())
     x = torch.randn(2, 12, 4, dtype=torch.float64)
     reset = torch.zeros(2, 12, dtype=torch.bool)
     reset[:, 5] = True
     for kw in (dict(lengths=torch.tensor([12, 7])), dict(reset=reset)):
-        assert_close(fast(x, **kw)[0], ref(x, **kw)[0], 1e-12, 1e-12, str(list(kw)))
-    xb = x.to(torch.bfloat16)
-    yb, _ = fast.to(torch.bfloat16)(xb)
-    assert yb.dtype == torch.bfloat16
+        grads = []
+        for m in (fast, ref):
+            m.zero_grad()
+            y, hn = m(x, **kw)
+            (y.square().sum() + hn.sum()).backward()
+            grads.append([y, hn, m.h0.grad.clone(), m.cells[0].weight.grad.clone()])
+        for got, want in zip(*grads):
+            assert_close(got, want, 1e-12, 1e-12, str(list(kw)))
+    assert len(calls) == 2
+
+
+def test_fallback_bf16_and_switch():
+    assert supported(torch.zeros(1, 1, 2)) and not supported(torch.zeros(1, 1, 2, dtype=torch.bfloat16))
+    with use_fused(False):
+        assert not supported(torch.zeros(1, 1, 2))
+    assert supported(torch.zeros(1, 1, 2))
+    layer = MinGRU(4, 6, scan_impl="native").to(torch.bfloat16)
+    y, hn = layer(torch.randn(2, 5, 4, dtype=torch.bfloat16))
+    assert y.dtype == torch.bfloat16 and hn.shape == (1, 2, 6)
 
 
 def test_errors():
@@ -193,3 +238,7 @@ def test_errors():
         fused_cell_scan("mingru", k, torch.zeros(2, 5))
     with pytest.raises(ValueError, match="candidate"):
         fused_cell_scan("mingru", k, candidate="tanh")
+    with pytest.raises(ValueError, match="mask: expected a bool tensor"):
+        fused_cell_scan("mingru", k, mask=torch.ones(2, 3))
+    with pytest.raises(ValueError, match="h_reset: expected"):
+        fused_cell_scan("mingru", k, reset=torch.ones(2, 3, dtype=torch.bool), h_reset=torch.zeros(2, 3))

@@ -56,8 +56,11 @@ def _sizes(cfg: BenchConfig, row: rows_mod.Row) -> list[int]:
     return list(cfg.infer_batches) if row.group == "infer" else list(cfg.lengths)
 
 
-def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
-    """Run every selected row at every size; return the results dict (also what the JSON holds)."""
+def run_bench(cfg: BenchConfig, progress: bool = True, partial: Path | None = None) -> dict:
+    """Run every selected row at every size; return the results dict (also what the JSON holds).
+
+    partial: a JSON path rewritten after every case, so that a long run that is stopped keeps what it measured.
+    """
     from tqdm import tqdm
     torch.set_num_threads(cfg.threads)
     rows = select(cfg)
@@ -91,6 +94,8 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
             entry["tokens_per_s"] = n * row.steps / (t["median_ms"] / 1e3)
         res["results"].append(entry)
         del fn
+        if partial is not None:
+            write_json(res, partial)
     return res
 
 

@@ -44,9 +44,11 @@ def run(args) -> int:
     cfg = quick_config(**given) if args.quick else BenchConfig(**given)
     if os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE" and cfg.device == "cpu":
         print("note: OMP_WAIT_POLICY is not PASSIVE; with >1 thread small parallel regions may stall")
-    res = run_bench(cfg, progress=not args.no_progress)
     out = Path(cfg.out)
+    part = out / f"bench_{cfg.tag}.partial.json"
+    res = run_bench(cfg, progress=not args.no_progress, partial=part)
     j = write_json(res, out / f"bench_{cfg.tag}.json")
+    part.unlink(missing_ok=True)
     print(report.format_report(res))
     print(f"\nwrote {j}")
     if not args.no_plot and any(e["group"] == "train" for e in res["results"]):

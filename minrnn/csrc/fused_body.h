@@ -61,10 +61,15 @@ static inline FN(gate_t) FN(gate)(int cell, int norm, int cand_g, const REAL* kp
     return o;
 }
 
+/* Per-sequence flags, all optional (NULL): mask (B, T), 0 = padding, where the state is carried (a = 1, b = 0;
+ * it wins over reset); reset (B, T), 1 = the state restarts at this step from hr (B, H) (zeros if NULL);
+ * dhr (B, H) receives dL/dhr in backward. */
+typedef struct { const uint8_t* mask; const uint8_t* reset; const REAL* hr; REAL* dhr; } FN(seq_t);
+
 /* One (batch row, block of hidden units) job; always inlined with constant cell/norm/cand_g so that each
  * specialisation below has branch-free inner loops the compiler vectorises. */
 static inline __attribute__((always_inline)) void FN(fwd_job)(
-        int cell, int norm, int cand_g, const REAL* k, const REAL* h0, REAL* h,
+        int cell, int norm, int cand_g, const REAL* k, const REAL* h0, REAL* h, const FN(seq_t)* sq,
         int64_t bi, int64_t j0, int64_t w, int64_t T, int64_t H) {
     int64_t ng = cell == 0 ? 2 : 3;
     REAL st[HBLK];
@@ -72,6 +77,12 @@ static inline __attribute__((always_inline)) void FN(fwd_job)(
     for (int64_t t = 0; t < T; t++) {
         const REAL* kp = k + (bi * T + t) * ng * H + j0;
         REAL* hp = h + (bi * T + t) * H + j0;
+        if (sq->mask && !sq->mask[bi * T + t]) {            /* padding: carry the state */
+            for (int64_t j = 0; j < w; j++) hp[j] = st[j];
+            continue;
+        }
+        if (sq->reset && sq->reset[bi * T + t])
+            for (int64_t j = 0; j < w; j++) st[j] = sq->hr ? sq->hr[bi * H + j0 + j] : (REAL)0;
         _Pragma("GCC ivdep")  /* k, h, gh, gk never overlap: spares the runtime alias checks */
         for (int64_t j = 0; j < w; j++) {
             FN(gate_t) o = FN(gate)(cell, norm, cand_g, kp, H, j);
@@ -85,82 +96,102 @@ static inline __attribute__((always_inline)) void FN(fwd_job)(
  * the gate values are recomputed from k (nothing but k, h and h0 is kept from forward). */
 static inline __attribute__((always_inline)) void FN(bwd_job)(
         int cell, int norm, int cand_g, const REAL* k, const REAL* h, const REAL* h0, const REAL* gh,
-        REAL* gk, REAL* dh0, int64_t bi, int64_t j0, int64_t w, int64_t T, int64_t H) {
+        REAL* gk, REAL* dh0, const FN(seq_t)* sq, int64_t bi, int64_t j0, int64_t w, int64_t T, int64_t H) {
     int64_t ng = cell == 0 ? 2 : 3;
-    REAL g[HBLK], an[HBLK], zero[HBLK];
-    for (int64_t j = 0; j < w; j++) { g[j] = 0; an[j] = 0; zero[j] = 0; }
+    REAL g[HBLK], an[HBLK], zero[HBLK], dhr[HBLK];
+    for (int64_t j = 0; j < w; j++) { g[j] = 0; an[j] = 0; zero[j] = 0; dhr[j] = 0; }
     for (int64_t t = T - 1; t >= 0; t--) {
         const REAL* kp = k + (bi * T + t) * ng * H + j0;
         REAL* gkp = gk + (bi * T + t) * ng * H + j0;
         const REAL* ghp = gh + (bi * T + t) * H + j0;
-        const REAL* hprev = t > 0 ? h + (bi * T + t - 1) * H + j0 : (h0 ? h0 + bi * H + j0 : zero);
+        if (sq->mask && !sq->mask[bi * T + t]) {            /* padding: a_t = 1, no gradient to k */
+            for (int64_t j = 0; j < w; j++) {
+                g[j] = ghp[j] + an[j] * g[j];
+                an[j] = 1;
+                for (int64_t q = 0; q < ng; q++) gkp[q * H + j] = 0;
+            }
+            continue;
+        }
+        int rs = sq->reset && sq->reset[bi * T + t];
+        const REAL* hprev = rs ? (sq->hr ? sq->hr + bi * H + j0 : zero)
+                               : t > 0 ? h + (bi * T + t - 1) * H + j0 : (h0 ? h0 + bi * H + j0 : zero);
         /* Time runs backwards, so memory is walked downwards too, in short ascending runs of RBLK units: the
          * hardware prefetcher follows a descending stream, but not descending rows read upwards (measured
          * 5-6x slower on an AMD EPYC VM). */
         for (int64_t jb = (w - 1) / RBLK * RBLK; jb >= 0; jb -= RBLK) {
-        int64_t je = jb + RBLK < w ? jb + RBLK : w;
-        _Pragma("GCC ivdep")  /* k, h, gh, gk never overlap: spares the runtime alias checks */
-        for (int64_t j = jb; j < je; j++) {
-            FN(gate_t) o = FN(gate)(cell, norm, cand_g, kp, H, j);
-            g[j] = ghp[j] + an[j] * g[j];
-            REAL ga = g[j] * hprev[j], gb = g[j];
-            REAL x = gb * o.c - ga;
-            if (cell == 0) {
-                gkp[j] = x * o.p1;
-                gkp[H + j] = gb * o.w * o.dc;
-            } else if (norm) {
-                gkp[j] = x * o.p1;
-                gkp[H + j] = x * o.p2;
-                gkp[2 * H + j] = gb * o.w * o.dc;
-            } else {
-                gkp[j] = ga * o.p1;
-                gkp[H + j] = gb * o.c * o.p2;
-                gkp[2 * H + j] = gb * o.w * o.dc;
+            int64_t je = jb + RBLK < w ? jb + RBLK : w;
+            _Pragma("GCC ivdep")
+            for (int64_t j = jb; j < je; j++) {
+                FN(gate_t) o = FN(gate)(cell, norm, cand_g, kp, H, j);
+                g[j] = ghp[j] + an[j] * g[j];
+                REAL ga = g[j] * hprev[j], gb = g[j];
+                REAL x = gb * o.c - ga;
+                if (cell == 0) {
+                    gkp[j] = x * o.p1;
+                    gkp[H + j] = gb * o.w * o.dc;
+                } else if (norm) {
+                    gkp[j] = x * o.p1;
+                    gkp[H + j] = x * o.p2;
+                    gkp[2 * H + j] = gb * o.w * o.dc;
+                } else {
+                    gkp[j] = ga * o.p1;
+                    gkp[H + j] = gb * o.c * o.p2;
+                    gkp[2 * H + j] = gb * o.w * o.dc;
+                }
+                an[j] = o.a;
             }
-            an[j] = o.a;
         }
-        }
+        if (rs)  /* h_t = a_t hr + b_t: the gradient goes to hr, and none flows further back in time */
+            for (int64_t j = 0; j < w; j++) { dhr[j] += an[j] * g[j]; an[j] = 0; }
     }
     if (dh0) for (int64_t j = 0; j < w; j++) dh0[bi * H + j0 + j] = an[j] * g[j];
+    if (sq->dhr) for (int64_t j = 0; j < w; j++) sq->dhr[bi * H + j0 + j] = dhr[j];
 }
 
 #define SPECIALISE(C, N, G)                                                                                 \
-static void FN(fwd_##C##N##G)(const REAL* k, const REAL* h0, REAL* h, int64_t bi, int64_t j0, int64_t w,   \
-                              int64_t T, int64_t H) { FN(fwd_job)(C, N, G, k, h0, h, bi, j0, w, T, H); }   \
+static void FN(fwd_##C##N##G)(const REAL* k, const REAL* h0, REAL* h, const FN(seq_t)* sq, int64_t bi,     \
+                              int64_t j0, int64_t w, int64_t T, int64_t H) {                              \
+    FN(fwd_job)(C, N, G, k, h0, h, sq, bi, j0, w, T, H); }                                                \
 static void FN(bwd_##C##N##G)(const REAL* k, const REAL* h, const REAL* h0, const REAL* gh, REAL* gk,     \
-                              REAL* dh0, int64_t bi, int64_t j0, int64_t w, int64_t T, int64_t H) {        \
-    FN(bwd_job)(C, N, G, k, h, h0, gh, gk, dh0, bi, j0, w, T, H); }
+                              REAL* dh0, const FN(seq_t)* sq, int64_t bi, int64_t j0, int64_t w, int64_t T, \
+                              int64_t H) {                                                                \
+    FN(bwd_job)(C, N, G, k, h, h0, gh, gk, dh0, sq, bi, j0, w, T, H); }
 SPECIALISE(0, 0, 0) SPECIALISE(0, 0, 1)
 SPECIALISE(1, 0, 0) SPECIALISE(1, 0, 1) SPECIALISE(1, 1, 0) SPECIALISE(1, 1, 1)
 #undef SPECIALISE
 
-typedef void (*FN(fwd_fn))(const REAL*, const REAL*, REAL*, int64_t, int64_t, int64_t, int64_t, int64_t);
-typedef void (*FN(bwd_fn))(const REAL*, const REAL*, const REAL*, const REAL*, REAL*, REAL*, int64_t, int64_t,
-                           int64_t, int64_t, int64_t);
+typedef void (*FN(fwd_fn))(const REAL*, const REAL*, REAL*, const FN(seq_t)*, int64_t, int64_t, int64_t,
+                           int64_t, int64_t);
+typedef void (*FN(bwd_fn))(const REAL*, const REAL*, const REAL*, const REAL*, REAL*, REAL*, const FN(seq_t)*,
+                           int64_t, int64_t, int64_t, int64_t, int64_t);
 
 void FN(fused_fwd)(int cell, int norm, int cand_g, const REAL* k, const REAL* h0, REAL* h,
+                   const uint8_t* mask, const uint8_t* reset, const REAL* hr,
                    int64_t B, int64_t T, int64_t H, int nthreads) {
     FN(fwd_fn) fns[2][2][2] = {{{FN(fwd_000), FN(fwd_001)}, {FN(fwd_000), FN(fwd_001)}},
                                {{FN(fwd_100), FN(fwd_101)}, {FN(fwd_110), FN(fwd_111)}}};
     FN(fwd_fn) f = fns[cell != 0][norm != 0][cand_g != 0];
+    FN(seq_t) sq = {mask, reset, hr, 0};
     int64_t W = block_width(B, H, nthreads), nb = (H + W - 1) / W;
     _Pragma("omp parallel for num_threads(nthreads) schedule(static)")
     for (int64_t job = 0; job < B * nb; job++) {
         int64_t bi = job / nb, j0 = (job % nb) * W;
-        f(k, h0, h, bi, j0, H - j0 < W ? H - j0 : W, T, H);
+        f(k, h0, h, &sq, bi, j0, H - j0 < W ? H - j0 : W, T, H);
     }
 }
 
 void FN(fused_bwd)(int cell, int norm, int cand_g, const REAL* k, const REAL* h, const REAL* h0,
-                   const REAL* gh, REAL* gk, REAL* dh0, int64_t B, int64_t T, int64_t H, int nthreads) {
+                   const REAL* gh, REAL* gk, REAL* dh0, const uint8_t* mask, const uint8_t* reset,
+                   const REAL* hr, REAL* dhr, int64_t B, int64_t T, int64_t H, int nthreads) {
     FN(bwd_fn) fns[2][2][2] = {{{FN(bwd_000), FN(bwd_001)}, {FN(bwd_000), FN(bwd_001)}},
                                {{FN(bwd_100), FN(bwd_101)}, {FN(bwd_110), FN(bwd_111)}}};
     FN(bwd_fn) f = fns[cell != 0][norm != 0][cand_g != 0];
+    FN(seq_t) sq = {mask, reset, hr, dhr};
     int64_t W = block_width(B, H, nthreads), nb = (H + W - 1) / W;
     _Pragma("omp parallel for num_threads(nthreads) schedule(static)")
     for (int64_t job = 0; job < B * nb; job++) {
         int64_t bi = job / nb, j0 = (job % nb) * W;
-        f(k, h, h0, gh, gk, dh0, bi, j0, H - j0 < W ? H - j0 : W, T, H);
+        f(k, h, h0, gh, gk, dh0, &sq, bi, j0, H - j0 < W ? H - j0 : W, T, H);
     }
 }
 

@@ -4,7 +4,7 @@
 This is the one place where a layer's recurrence is computed. The generic route forms the coefficients
 (a, b) with `gates.py` and calls `linear_scan`; fused kernels (which compute the gate math inside the scan
 and recompute it in backward) plug in here by implementation name: ``native`` on fp32/fp64 CPU tensors
-without mask/reset runs `fused.py`; everything else (and bf16/fp16) takes the generic route.
+runs `fused.py` (masks and resets included); everything else (and bf16/fp16) takes the generic route.
 """
 from __future__ import annotations
 
@@ -55,10 +55,12 @@ def cell_scan(cell: str, k: torch.Tensor, h0: torch.Tensor | None, *, candidate:
         from .triton_scan import cell_scan_triton
         return cell_scan_triton(cell, k, h0, candidate=candidate, normalize=normalize, mask=mask, reset=reset,
                                 h_reset=h_reset)
-    if impl == "native" and mask is None and reset is None:
+    if impl == "native":
         from . import fused
-        if fused.supported(k):  # gate math inside the C scan; no (B, T, H) temporaries, recomputed in backward
-            return fused.fused_cell_scan(cell, k, h0, candidate=candidate, normalize=normalize)
+        if fused.supported(k):  # gate math, mask and reset inside the C scan; recomputed in backward
+            # h_reset only matters (and only gets a gradient) where there are resets
+            return fused.fused_cell_scan(cell, k, h0, candidate=candidate, normalize=normalize, mask=mask,
+                                         reset=reset, h_reset=h_reset if reset is not None else None)
     a, b = coeffs(cell, k, candidate, normalize)  # (B, T, H) each
     if reset is not None:
         r = reset.unsqueeze(-1)

@@ -67,9 +67,11 @@ def _load():
             getattr(lib, f"scan_fwd_{suf}").argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_int]
             getattr(lib, f"scan_bwd_{suf}").argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 3 + [ctypes.c_int]
             flags3 = [ctypes.c_int] * 3  # cell, normalize, candidate g
-            getattr(lib, f"fused_fwd_{suf}").argtypes = flags3 + [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 3 + [
+            # fused_fwd(flags, k, h0, h, mask, reset, h_reset, B, T, H, threads)
+            getattr(lib, f"fused_fwd_{suf}").argtypes = flags3 + [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 3 + [
                 ctypes.c_int]
-            getattr(lib, f"fused_bwd_{suf}").argtypes = flags3 + [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 3 + [
+            # fused_bwd(flags, k, h, h0, gh, gk, dh0, mask, reset, h_reset, dh_reset, B, T, H, threads)
+            getattr(lib, f"fused_bwd_{suf}").argtypes = flags3 + [ctypes.c_void_p] * 10 + [ctypes.c_int64] * 3 + [
                 ctypes.c_int]
         _lib = lib
     except (RuntimeError, OSError) as e:
