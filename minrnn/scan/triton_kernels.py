@@ -139,7 +139,7 @@ def scan_fwd_kernel(x1_ptr, x2_ptr, x3_ptr, h_ptr, h0_ptr, hr_ptr, mask_ptr, res
         if HAS_H0:
             state = tl.load(h0_ptr + bi * s_h0b + cols, mask=hvalid, other=0.0).to(ACC)
         agg = agg_ptr + bi * N_CHUNKS * 2 * H + cols
-        for j in range(0, c):  # carry-in: fold the summaries of the earlier chunks (PHASE 2 only)
+        for j in tl.range(0, c):  # carry-in: fold the summaries of the earlier chunks (PHASE 2 only)
             pa = tl.load(agg + j * 2 * H, mask=hvalid, other=1.0)
             pb = tl.load(agg + j * 2 * H + H, mask=hvalid, other=0.0)
             state = pa.to(ACC) * state + pb.to(ACC)
@@ -201,7 +201,7 @@ def scan_bwd_kernel(x1_ptr, x2_ptr, x3_ptr, h_ptr, gh_ptr, d1_ptr, d2_ptr, d3_pt
     dhr = tl.zeros([BLOCK_H], ACC)
     agg = agg_ptr + bi * N_CHUNKS * 2 * H + cols
     if PHASE == 2:
-        for jj in range(c + 1, N_CHUNKS):  # carry-in from the later chunks, latest first
+        for jj in tl.range(c + 1, N_CHUNKS):  # carry-in from the later chunks, latest first
             j = N_CHUNKS + c - jj
             pa = tl.load(agg + j * 2 * H, mask=hvalid, other=1.0)
             pg = tl.load(agg + j * 2 * H + H, mask=hvalid, other=0.0)
