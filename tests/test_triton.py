@@ -12,7 +12,11 @@ import torch
 CUDA = torch.cuda.is_available()
 if not CUDA:
     os.environ["TRITON_INTERPRET"] = "1"  # must precede the kernels' @triton.jit decoration
-pytest.importorskip("triton", reason="triton is not installed (pip install triton); the GPU kernels are untested")
+triton = pytest.importorskip("triton", reason="triton is not installed (pip install triton); kernels untested")
+if not CUDA and tuple(int(v) for v in triton.__version__.split(".")[:2]) < (3, 9):
+    # triton 3.6's interpreter calls int() on 1-element arrays, which numpy >= 2.4 refuses
+    pytest.skip(f"the CPU interpreter of triton {triton.__version__} fails with numpy 2.4; needs triton >= 3.9",
+                allow_module_level=True)
 
 from minrnn import MinGRU, MinLSTM  # noqa: E402
 from minrnn.scan import linear_scan, resolve_impl  # noqa: E402
