@@ -18,7 +18,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
   $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/minrnn_site .whl/*.whl \
     && export PYTHONPATH="$PYTHONPATH:/tmp/minrnn_site"
 fi
-$PY -c "import triton" 2>/dev/null || $PY -m pip install -q triton || echo "triton is not installed"
+$PY -c "import triton" 2>/dev/null || $PY -m pip install -q --retries 0 --timeout 20 triton || echo "triton is not installed"
 $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device: nothing to check')" || exit 2
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | tee "$OUT_DIR/gpu_smi.log"
 
