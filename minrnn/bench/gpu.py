@@ -19,7 +19,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 
 import torch
@@ -242,11 +241,10 @@ def environment() -> dict:
 
 
 def write_json(path: str, obj) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    from pathlib import Path
+
+    from .run import write_json as atomic_write  # temp file + os.replace
+    atomic_write(obj, Path(path))
 
 
 SECTIONS = ("bandwidth", "training", "peers", "sweep")
