@@ -74,6 +74,10 @@ def run_bench(cfg: BenchConfig, progress: bool = True, partial: Path | None = No
             res["skipped"].append({"row": row.name, "reason": why})
         else:
             jobs += [(row, n) for n in _sizes(cfg, row)]
+    # Size-major order: the rows compared at one size run back to back, so that a shared machine's load,
+    # which drifts over minutes, affects both sides of a ratio alike.
+    order = {r.name: i for i, r in enumerate(rows)}
+    jobs.sort(key=lambda j: (j[0].group != "train", j[0].group, j[1], order[j[0].name]))
     bar = tqdm(jobs, desc="bench", unit="case", disable=not progress, dynamic_ncols=True)
     for row, n in bar:
         bar.set_postfix_str(f"{row.name} @ {n}")
