@@ -264,3 +264,17 @@ def test_logspace_rejects_what_it_cannot_represent():
         MinGRU(4, 6, candidate="identity", scan_impl="logspace")(x)
     with pytest.raises(ValueError, match="mask"):
         MinGRU(4, 6, scan_impl="logspace")(x, lengths=torch.tensor([3]))
+
+
+@pytest.mark.parametrize("impl", LINEAR_IMPLS)
+def test_autocast_bf16_with_learned_h0(impl):
+    torch.manual_seed(6)
+    layer = MinGRU(8, 12, learn_h0=True, scan_impl=impl)
+    with torch.no_grad():
+        layer.h0.normal_()
+    x = torch.randn(2, 20, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, h_n = layer(x)
+    y_ref, _ = layer.double()(x.double())
+    assert y.dtype == torch.bfloat16
+    assert_close(y, y_ref, *tol_for(impl, torch.bfloat16), "autocast y")

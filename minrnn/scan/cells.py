@@ -62,6 +62,8 @@ def cell_scan(cell: str, k: torch.Tensor, h0: torch.Tensor | None, *, candidate:
             return fused.fused_cell_scan(cell, k, h0, candidate=candidate, normalize=normalize, mask=mask,
                                          reset=reset, h_reset=h_reset if reset is not None else None)
     a, b = coeffs(cell, k, candidate, normalize)  # (B, T, H) each
+    if h0 is not None and h0.dtype != a.dtype:  # under autocast k is bf16/fp16 while states are fp32
+        h0 = h0.to(a.dtype)
     if reset is not None:
         r = reset.unsqueeze(-1)
         if h_reset is not None:  # restart from a non-zero initial state: h_t = a_t h_reset + b_t
