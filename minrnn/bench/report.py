@@ -129,7 +129,7 @@ def plot(res: dict, path: Path) -> Path:
         ns = sorted(r)
         ax2.plot(ns, [r[n] for n in ns], marker="o", ms=3, label=lab, color=colors[2 * i % len(colors)])
     ax2.axhline(1.0, color="grey", lw=0.8)
-    ax2.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel="speed-up (x)",
+    ax2.set(xscale="log", xlabel="sequence length T", ylabel="speed-up (x)",
             title="speed-up of the fused minGRU/minLSTM")
     ax2.legend(fontsize=7)
     for ax in (ax1, ax2):
@@ -145,5 +145,6 @@ def plot(res: dict, path: Path) -> Path:
     os.close(fd)
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600
     os.replace(tmp, path)
     return path

@@ -29,6 +29,7 @@ class Row:
     ref: str | None = None                      # the row this one's speed-up is computed against
     requires: Callable[[], str | None] | None = None  # reason the row cannot run here, or None
     slow: bool = False                          # a Python time loop: skipped above BenchConfig.loop_max_len
+    max_len: int | None = None                  # never run above this length (cost grows faster than T)
     devices: tuple = ("cpu",)
     steps: int = 1                              # infer: tokens per timed call
 
@@ -186,8 +187,11 @@ def scan_rows() -> list[Row]:
     for impl in ("native", "chunked", "logspace", "reference"):
         need = _need_native if impl == "native" else None
         slow = impl == "reference"
+        # autograd through the reference loop's a[:, t] slices materialises a (B, T, D) gradient per step:
+        # O(T^2) work (51 s per call at T = 1024 here), so it stops at T = 1024
         rows += [Row(f"{impl} fwd", "scan", _scan(impl, False), "add floor", need, slow=slow),
-                 Row(f"{impl} fwd+bwd", "scan", _scan(impl, True), "add floor", need, slow=slow)]
+                 Row(f"{impl} fwd+bwd", "scan", _scan(impl, True), "add floor", need, slow=slow,
+                     max_len=1024 if slow else None)]
     return rows
 
 

@@ -81,6 +81,9 @@ def run_bench(cfg: BenchConfig, progress: bool = True, partial: Path | None = No
     bar = tqdm(jobs, desc="bench", unit="case", disable=not progress, dynamic_ncols=True)
     for row, n in bar:
         bar.set_postfix_str(f"{row.name} @ {n}")
+        if row.max_len is not None and row.group != "infer" and n > row.max_len:
+            res["skipped"].append({"row": row.name, "size": n, "reason": f"length > {row.max_len} (O(T^2) cost)"})
+            continue
         if row.slow and row.group != "infer" and n > cfg.loop_max_len:
             res["skipped"].append({"row": row.name, "size": n, "reason": f"length > loop_max_len={cfg.loop_max_len}"})
             continue
@@ -109,5 +112,6 @@ def write_json(res: dict, path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
     with os.fdopen(fd, "w") as f:
         json.dump(res, f, indent=1)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600
     os.replace(tmp, path)
     return path
