@@ -17,7 +17,7 @@ def run(args) -> int:
         print(f"  native unavailable: {native.unavailable_reason()}")
     print(f"active (auto) on cpu: {resolve_impl('auto', torch.device('cpu'))}")
     if native.available():
-        print("  layers on cpu (fp32/fp64, no mask/reset): fused gate math + scan kernel (scan/fused.py)")
+        print("  layers on cpu (fp32/fp64, masks and resets included): fused gate math + scan kernel (scan/fused.py)")
     from minrnn.scan import triton_unavailable_reason
     why = triton_unavailable_reason("cuda")
     if why is None:
