@@ -1,7 +1,9 @@
 """Derive argparse flags from config dataclasses: one kebab-case flag per field, help from the field's comment.
 
-Booleans become `--flag/--no-flag` (never `type=bool`). Flags default to "not given" (argparse.SUPPRESS), so
-the caller can tell explicit flags from defaults and layer them over a preset.
+Booleans become `--flag/--no-flag` (never `type=bool`); tuple fields take a comma-separated list whose
+element type is that of the default's elements. Help comes from `field(metadata={"help": ...})` or else the
+field's trailing comment. Flags default to "not given" (argparse.SUPPRESS), so the caller can tell explicit
+flags from defaults and layer them over a preset.
 """
 from __future__ import annotations
 
@@ -26,6 +28,16 @@ def _field_comments(cls) -> dict[str, str]:
     return out
 
 
+def _list_of(elem: type):
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(elem(v) for v in text.split(",") if v)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {elem.__name__}, "
+                                             f"got {text!r}") from None
+    return parse
+
+
 def add_dataclass_args(parser: argparse.ArgumentParser, cls, group_title: str | None = None,
                        skip: tuple[str, ...] = ()) -> None:
     group = parser.add_argument_group(group_title) if group_title else parser
@@ -34,17 +46,23 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, group_title: str | 
         if f.name in skip:
             continue
         tname = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        if tname not in _TYPES:
-            raise TypeError(f"{cls.__name__}.{f.name}: expected a field of type int/float/str/bool, got {tname}")
+        if tname not in _TYPES and tname != "tuple":
+            raise TypeError(f"{cls.__name__}.{f.name}: expected a field of type int/float/str/bool/tuple, "
+                            f"got {tname}")
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
-        h = f"{helps.get(f.name, '')} (default: {default})"
+        helptext = f.metadata.get("help") or helps.get(f.name, "")
         if tname == "bool":
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=h)
+                               default=argparse.SUPPRESS, help=f"{helptext} (default: {default})")
+        elif tname == "tuple":
+            elem = type(default[0]) if default else str
+            shown = ",".join(map(str, default or ()))
+            group.add_argument(flag, dest=f.name, type=_list_of(elem), default=argparse.SUPPRESS,
+                               metavar="A,B,...", help=f"{helptext} (comma-separated; default: {shown})")
         else:
             group.add_argument(flag, dest=f.name, type=_TYPES[tname], default=argparse.SUPPRESS,
-                               metavar=tname.upper(), help=h)
+                               metavar=tname.upper(), help=f"{helptext} (default: {default})")
 
 
 def given(args: argparse.Namespace, cls) -> dict:

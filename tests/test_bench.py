@@ -105,3 +105,12 @@ def test_config_errors():
     assert quick_config(batch=2).batch == 2 and quick_config().tag == "quick"
     from minrnn.cli import main
     assert main(["bench", "--quick", "--rows", "no-such-row", "--no-progress", "--out", "/nonexistent"]) == 2
+
+
+def test_list_flags_parse_and_bad_lists_are_rejected(capsys):
+    from minrnn.cli import build_parser
+    args = build_parser().parse_args(["bench", "--lengths", "64,512", "--rows", "nn.*,min*", "--no-memory"])
+    assert args.lengths == (64, 512) and args.rows == ("nn.*", "min*") and args.memory is False
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--lengths", "1,x"])
+    assert "--lengths: expected a comma-separated list of int, got '1,x'" in capsys.readouterr().err
