@@ -22,9 +22,9 @@ from .scan.cells import cell_scan, coeffs
 
 
 class _MinRNN(nn.Module):
-    n_gates = 2  # pre-activations per hidden unit; set by subclasses
-    cell = "mingru"
-    normalize = False
+    n_gates: int  # pre-activations per hidden unit; set by subclasses
+    cell: str  # "mingru" | "minlstm"; set by subclasses
+    normalize = False  # minLSTM gate normalisation; MinLSTM sets it per instance
 
     def __init__(self, input_size: int, hidden_size: int | None = None, *, expansion: float | None = None,
                  proj_size: int | None = None, num_layers: int = 1, bias: bool = True, dropout: float = 0.0,
@@ -181,7 +181,6 @@ class MinGRU(_MinRNN):
     """minGRU: z_t = sigmoid(W_z x_t), h_t = (1 - z_t) h_{t-1} + z_t c(W_h x_t). Parameters 2 d_h d_x (+ bias)."""
     n_gates = 2
     cell = "mingru"
-    normalize = False  # only minLSTM normalises
 
 
 class MinLSTM(_MinRNN):

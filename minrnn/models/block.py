@@ -83,6 +83,14 @@ class CausalConv1d(nn.Module):
         y = self.conv(xx.transpose(1, 2)).transpose(1, 2)  # (B, T, d)
         return y, xx[:, -(self.kernel - 1):]
 
+    def step(self, x: torch.Tensor, window: torch.Tensor | None = None):
+        """One step: x (B, d), window (B, k-1, d) -> (y (B, d), new window); same arithmetic as forward."""
+        if window is None:
+            window = x.new_zeros(x.shape[0], self.kernel - 1, x.shape[1])
+        xx = torch.cat([window, x.unsqueeze(1)], dim=1)  # (B, k, d)
+        y = torch.einsum("bkd,dk->bd", xx, self.conv.weight[:, 0]) + self.conv.bias
+        return y, xx[:, 1:]
+
 
 def _norm(kind: str, d: int) -> nn.Module:
     return RMSNorm(d) if kind == "rmsnorm" else nn.LayerNorm(d)
@@ -119,12 +127,8 @@ class Block(nn.Module):
         Same arithmetic as forward on T = 1 (the equivalence is tested)."""
         window, h = state if state is not None else (None, None)
         if self.conv is not None:
-            if window is None:
-                window = x.new_zeros(x.shape[0], self.conv.kernel - 1, x.shape[1])
-            xx = torch.cat([window, x.unsqueeze(1)], dim=1)  # (B, k, d)
-            w = self.conv.conv.weight[:, 0]  # (d, k)
-            x = x + self.drop(torch.einsum("bkd,dk->bd", xx, w) + self.conv.conv.bias)
-            window = xx[:, 1:]
+            c, window = self.conv.step(x, window)
+            x = x + self.drop(c)
         y, h = self.rnn.step(self.norm1(x), h)
         x = x + self.drop(y)
         if self.mlp is not None:
