@@ -35,6 +35,28 @@ def test_acting_equals_forward(arch, conv):
         torch.testing.assert_close(torch.stack(outs, 1), y, atol=2e-6, rtol=1e-5)
 
 
+def test_dt_backbone_has_no_position_embedding():
+    """DT's GPT-2 drops position embeddings; the timestep embedding is its only position signal. Without
+    them, the KV-cached step still equals the full forward, and the parameter count drops by block * d."""
+    from minrnn.models.baselines import make_model
+    m = DecisionModel("transformer", 5, 2, context=4, d_model=16, n_layers=1, n_heads=2).eval()
+    assert m.backbone.pos is None and not any("pos" in k for k in m.backbone.state_dict())
+    torch.manual_seed(4)
+    kw = dict(input_dim=3, output_dim=2, d_model=8, n_layers=2, n_heads=2, block_size=6)
+    with_pos, no_pos = make_model("transformer", **kw), make_model("transformer", positions=False, **kw)
+    n = lambda mod: sum(p.numel() for p in mod.parameters())
+    assert n(with_pos) - n(no_pos) == 6 * 8
+    no_pos.eval()
+    x = torch.randn(2, 6, 3)
+    with torch.no_grad():
+        y, _ = no_pos(x)
+        st, outs = None, []
+        for t in range(6):
+            o, st = no_pos.step(x[:, t], st)
+            outs.append(o)
+    torch.testing.assert_close(torch.stack(outs, 1), y, atol=2e-6, rtol=1e-5)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_window_mode_slides(arch):
     torch.manual_seed(1)

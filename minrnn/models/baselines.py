@@ -83,11 +83,13 @@ class Transformer(nn.Module):
 
     def __init__(self, d_model: int = 384, n_layers: int = 6, n_heads: int = 6, block_size: int = 256,
                  mlp_ratio: float = 4.0, dropout: float = 0.0, vocab_size: int = 0, input_dim: int = 0,
-                 output_dim: int = 0):
+                 output_dim: int = 0, positions: bool = True):
         super().__init__()
         self.embed, out = _io(self, d_model, vocab_size, input_dim, output_dim)
         self.d_model, self.n_heads, self.block_size = d_model, n_heads, block_size
-        self.pos = nn.Embedding(block_size, d_model)
+        # learned absolute positions (GPT); positions=False drops them (the Decision Transformer's GPT-2 does:
+        # its inputs already carry an episode-timestep embedding)
+        self.pos = nn.Embedding(block_size, d_model) if positions else None
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(TransformerBlock(d_model, n_heads, mlp_ratio, dropout)
                                     for _ in range(n_layers))
@@ -108,7 +110,7 @@ class Transformer(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def init_state(self, batch_size: int):
-        p = self.pos.weight
+        p = self.ln_f.weight
         hd = self.d_model // self.n_heads
         z = p.new_zeros(batch_size, self.n_heads, 0, hd)
         return [(z, z) for _ in self.blocks]
@@ -124,8 +126,10 @@ class Transformer(nn.Module):
         if t0 + T > self.block_size:
             raise ValueError(f"context: expected at most block_size={self.block_size} positions, "
                              f"got {t0} cached + {T} new")
-        pos = torch.arange(t0, t0 + T, device=x.device)
-        h = self.drop(self.embed(x) + self.pos(pos))
+        h = self.embed(x)
+        if self.pos is not None:
+            h = h + self.pos(torch.arange(t0, t0 + T, device=x.device))
+        h = self.drop(h)
         caches = []
         for i, blk in enumerate(self.blocks):
             h, c = blk(h, None if state is None else state[i])
@@ -172,17 +176,17 @@ class RNNLM(nn.Module):
 def make_model(arch: str, *, vocab_size: int = 0, input_dim: int = 0, output_dim: int = 0, d_model: int = 64,
                n_layers: int = 2, expansion: float = 2.0, conv_kernel: int = 4, mlp_ratio: float = 4.0,
                n_heads: int = 4, rnn_hidden: int = 0, dropout: float = 0.0, block_size: int = 1024,
-               norm: str = "rmsnorm") -> nn.Module:
+               norm: str = "rmsnorm", positions: bool = True) -> nn.Module:
     """Build `arch` (mingru | minlstm | transformer | gru | lstm) for tokens (vocab_size) or vectors
     (input_dim -> output_dim). Fields that do not apply to `arch` are ignored; `block_size` is the
-    Transformer's maximum context."""
+    Transformer's maximum context; `positions=False` gives it no position embedding."""
     io = dict(vocab_size=vocab_size, input_dim=input_dim, output_dim=output_dim)
     if arch in ("mingru", "minlstm"):
         return SequenceModel(ModelConfig(cell=arch, d_model=d_model, n_layers=n_layers, expansion=expansion,
                                          conv_kernel=conv_kernel, mlp_ratio=mlp_ratio, dropout=dropout,
                                          norm=norm, **io))
     if arch == "transformer":
-        return Transformer(d_model, n_layers, n_heads, block_size, mlp_ratio, dropout, **io)
+        return Transformer(d_model, n_layers, n_heads, block_size, mlp_ratio, dropout, positions=positions, **io)
     if arch in ("gru", "lstm"):
         return RNNLM(arch, d_model, rnn_hidden, n_layers, dropout, **io)
     raise ValueError(f"arch: expected one of mingru, minlstm, transformer, gru, lstm, got {arch!r}")

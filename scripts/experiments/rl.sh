@@ -3,6 +3,8 @@
 #   scripts/experiments/rl.sh small   # hopper-medium, 3 models x SEEDS (default 0 1 2), cpu preset (~minutes/run)
 #   scripts/experiments/rl.sh paper   # the full grid: 3 envs x (medium, medium-replay) x 3 models x 3 seeds,
 #                                     # DT's recipe (100k steps, d 128, 3 layers, K 20, lr 1e-4): GPU-days on CPU
+#   scripts/experiments/rl.sh grid    # every stand-in cell (3 envs x medium, medium-replay) x 3 models x SEEDS,
+#                                     # cpu preset; finished runs and evals are skipped, so it resumes
 #   scripts/experiments/rl.sh table   # markdown table of every eval json under $RUNS, and the score plot
 # Each run: `minrnn train rl`, then `minrnn rl eval` of the last checkpoint (EPISODES per seed, 3 eval seeds)
 # into RUN_DIR/eval_rl.json; minRNN runs are also evaluated with --mode window (DT-style acting) for comparison.
@@ -13,6 +15,7 @@ RUNS=${RUNS:-runs}
 THREADS=${THREADS:-1}
 EPISODES=${EPISODES:-5}
 SEEDS=${SEEDS:-"0 1 2"}
+WINDOW=${WINDOW:-1}   # 0: skip the extra --mode window evaluation of the minRNN runs
 export OMP_WAIT_POLICY=PASSIVE
 mkdir -p "$RUNS/logs"
 
@@ -22,9 +25,10 @@ run() {  # run NAME PRESET ENV DATASET MODEL SEED
     $PY -m minrnn.cli train rl --preset "$preset" --env "$env" --dataset "$ds" --model "$model" --seed "$seed" \
       --threads "$THREADS" --out-dir "$RUNS" --run-name "$name" --no-progress > "$RUNS/logs/$name.log" 2>&1
   fi
+  [ -f "$RUNS/$name/eval_rl.json" ] || \
   $PY -m minrnn.cli rl eval "$RUNS/$name" --ckpt last --episodes "$EPISODES" --seeds 0,1,2 --threads "$THREADS" \
     --out "$RUNS/$name/eval_rl.json"
-  if [ "$model" != dt ]; then
+  if [ "$model" != dt ] && [ "$WINDOW" = 1 ] && [ ! -f "$RUNS/$name/eval_rl_window.json" ]; then
     $PY -m minrnn.cli rl eval "$RUNS/$name" --ckpt last --episodes "$EPISODES" --seeds 0,1,2 --mode window \
       --threads "$THREADS" --out "$RUNS/$name/eval_rl_window.json"
   fi
@@ -35,6 +39,16 @@ case "$WHAT" in
     for seed in $SEEDS; do
       for model in mingru minlstm dt; do
         run "rl-cpu-hopper-medium-$model-s$seed" cpu hopper medium "$model" "$seed"
+      done
+    done ;;
+  grid)
+    for cell in hopper:medium hopper:medium-replay walker2d:medium halfcheetah:medium walker2d:medium-replay \
+                halfcheetah:medium-replay; do
+      env=${cell%%:*}; ds=${cell#*:}
+      for seed in $SEEDS; do
+        for model in mingru minlstm dt; do
+          run "rl-cpu-$env-$ds-$model-s$seed" cpu "$env" "$ds" "$model" "$seed"
+        done
       done
     done ;;
   paper)
@@ -50,5 +64,5 @@ case "$WHAT" in
   table)
     $PY scripts/experiments/rl_table.py "$RUNS"
     ls -d "$RUNS"/rl-*-s0 >/dev/null 2>&1 && $PY -m minrnn.cli rl plot "$RUNS"/rl-*-s0 --out "$RUNS/rl_score.png" ;;
-  *) echo "usage: $0 small|paper|table" >&2; exit 2 ;;
+  *) echo "usage: $0 small|grid|paper|table" >&2; exit 2 ;;
 esac

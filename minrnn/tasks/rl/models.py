@@ -33,8 +33,9 @@ class DecisionModel(nn.Module):
         self.embed_s = nn.Linear(obs_dim, d_model)
         self.embed_a = nn.Linear(act_dim, d_model)
         self.ln = nn.LayerNorm(d_model)
+        # DT's GPT-2 has no position embedding (the timestep embedding above is the only position signal)
         self.backbone = make_model(arch, input_dim=d_model, output_dim=d_model, d_model=d_model,
-                                   block_size=3 * context, **backbone_kw)
+                                   block_size=3 * context, positions=False, **backbone_kw)
         self.predict_a = nn.Sequential(nn.Linear(d_model, act_dim), nn.Tanh())
 
     def tokens(self, rtg, states, actions, timesteps) -> torch.Tensor:
