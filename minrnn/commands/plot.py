@@ -25,23 +25,31 @@ def plot_runs(run_dirs: list[str], out: str, metric: str = "", train_curve: bool
         raise ImportError("minrnn plot needs matplotlib: pip install 'minrnn[plot]'") from e
     from minrnn.checkpoint import atomic_write_bytes, read_metrics
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for i, rd in enumerate(run_dirs):
+    runs = []
+    for rd in run_dirs:
         recs = read_metrics(rd)
         evals = [r for r in recs if r["kind"] == "eval"]
-        key = metric or next((k for r in evals for k in r if k.endswith("_loss")), "")
+        runs.append((rd, recs, evals, metric or next((k for r in evals for k in r if k.endswith("_loss")), "")))
+    keys = sorted({key for *_, key in runs if key})
+    is_loss = all(k.endswith("_loss") for k in keys)
+    # a non-loss metric (accuracy, score) gets its own axis; the train loss then goes on a twin axis
+    loss_axes = axes if is_loss or not train_curve else [ax.twinx() for ax in axes]
+    for i, (rd, recs, evals, key) in enumerate(runs):
         color = f"C{i % 10}"
-        for ax, x in zip(axes, ("step", "time")):
+        for ax, lax, x in zip(axes, loss_axes, ("step", "time")):
             if train_curve:
                 tr = [r for r in recs if r["kind"] == "train"]
-                ax.plot([r[x] for r in tr], [r["loss"] for r in tr], color=color, alpha=0.3, lw=1)
+                lax.plot([r[x] for r in tr], [r["loss"] for r in tr], color=color, alpha=0.3, lw=1)
             ev = [r for r in evals if key in r]
             if not ev and not train_curve:
                 raise ValueError(f"{rd}: expected eval records with {key!r}, found none")
             ax.plot([r[x] for r in ev], [r[key] for r in ev], color=color, marker="o", ms=3,
                     label=f"{_label(Path(rd))} {key}")
-    for ax, xl in zip(axes, ("optimiser step", "training time (s)")):
+    for ax, lax, xl in zip(axes, loss_axes, ("optimiser step", "training time (s)")):
         ax.set_xlabel(xl)
-        ax.set_ylabel("loss (nats)")
+        ax.set_ylabel("loss (nats)" if is_loss else ", ".join(keys) or "value")
+        if lax is not ax:
+            lax.set_ylabel("train loss (nats, faint)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(title or "faint: train loss, markers: evaluation")
