@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from . import gates
 from .scan import IMPLS, resolve_impl
-from .scan.cells import cell_scan, coeffs
+from .scan.cells import cell_scan, coeffs, linear_cell_scan
 
 
 class _MinRNN(nn.Module):
@@ -98,13 +98,12 @@ class _MinRNN(nn.Module):
             outs = []
             for d in range(self.num_directions):
                 i = layer * self.num_directions + d
-                k = self.cells[i](inp)  # (B, T, n_gates * H)
                 start = None if h0 is None else h0[i]
                 if d == 0:
-                    h = self._recur(k, start, h_default[i], mask, reset, impl)
+                    h = self._recur(i, inp, start, h_default[i], mask, reset, impl)
                 else:  # the backward direction runs on reversed time with its own weights
                     rr = None if reset is None else _reverse_reset(reset)
-                    h = self._recur(k.flip(1), start, h_default[i], _flip(mask), rr, impl).flip(1)
+                    h = self._recur(i, inp.flip(1), start, h_default[i], _flip(mask), rr, impl).flip(1)
                 finals.append(h[:, 0] if d == 1 else h[:, -1])
                 outs.append(h)
             y = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)  # (B, T, dirs * H)
@@ -136,11 +135,16 @@ class _MinRNN(nn.Module):
         return inp, torch.stack(new, dim=0)
 
     # ---- internals ----
-    def _recur(self, k, h0, h_default, mask, reset, impl) -> torch.Tensor:
+    def _recur(self, i, x, h0, h_default, mask, reset, impl) -> torch.Tensor:
+        """States (B, T, H) of cell i on x (B, T, D_in); the gate matmul (cells[i]) is done by the scan route."""
         if h0 is None and self.h0 is not None:
             h0 = h_default
-        return cell_scan(self.cell, k, h0, candidate=self.candidate, normalize=self.normalize, impl=impl,
-                         mask=mask, reset=reset, h_reset=h_default if self.h0 is not None else None)
+        kw = dict(candidate=self.candidate, normalize=self.normalize, impl=impl, mask=mask, reset=reset,
+                  h_reset=h_default if self.h0 is not None else None)
+        lin = self.cells[i]
+        if type(lin) is nn.Linear and not (lin._forward_hooks or lin._forward_pre_hooks):
+            return linear_cell_scan(self.cell, x, lin.weight, lin.bias, h0, **kw)  # may fuse matmul + scan
+        return cell_scan(self.cell, lin(x), h0, **kw)  # (B, T, n_gates * H) from a replaced/hooked module
 
     def _check_input(self, x, ndim: int) -> None:
         name = "x" if ndim == 3 else "x_t"

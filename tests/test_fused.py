@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from minrnn.layers import MinGRU, MinLSTM
-from minrnn.scan import cells, native
+from minrnn.scan import cells, fused_linear, native
 from minrnn.scan.fused import fused_cell_scan, supported, use_fused
+from minrnn.scan.fused_linear import fused_linear_cell_scan
 from minrnn.scan.reference import scan_reference
 
 from conftest import assert_close
@@ -133,11 +134,12 @@ def test_gradcheck(cell):
 
 @pytest.mark.parametrize("cls", [MinGRU, MinLSTM])
 def test_layer_route_matches_reference_layer(cls, monkeypatch):
-    """Layers with scan_impl='native' take the fused kernel (2 layers, bidirectional, learned h0) and match
+    """Layers with scan_impl='native' take the fused layer route (matmul + kernel in one node; 2 layers,
+    bidirectional, learned h0) and match
     the same weights on the reference scan; use_fused(False) (the generic C scan) matches too."""
-    from minrnn.scan import fused
     calls = []
-    monkeypatch.setattr(fused, "fused_cell_scan", lambda *a, **k: calls.append(1) or fused_cell_scan(*a, **k))
+    monkeypatch.setattr(fused_linear, "fused_linear_cell_scan",
+                        lambda *a, **k: calls.append(1) or fused_linear_cell_scan(*a, **k))
     torch.manual_seed(7)
     kw = dict(num_layers=2, bidirectional=True, learn_h0=True, dtype=torch.float64)
     fast, ref = cls(5, 9, scan_impl="native", **kw), cls(5, 9, scan_impl="reference", **kw)
@@ -190,9 +192,9 @@ def test_mask_and_reset_match_reference(cell, normalize, candidate, dtype):
 
 
 def test_layer_padding_and_reset_take_the_fused_kernel(monkeypatch):
-    from minrnn.scan import fused
     calls = []
-    monkeypatch.setattr(fused, "fused_cell_scan", lambda *a, **k: calls.append(1) or fused_cell_scan(*a, **k))
+    monkeypatch.setattr(fused_linear, "fused_linear_cell_scan",
+                        lambda *a, **k: calls.append(1) or fused_linear_cell_scan(*a, **k))
     torch.manual_seed(8)
     fast = MinGRU(4, 6, scan_impl="native", learn_h0=True, dtype=torch.float64)
     ref = MinGRU(4, 6, scan_impl="reference", learn_h0=True, dtype=torch.float64)
@@ -242,3 +244,118 @@ def test_errors():
         fused_cell_scan("mingru", k, mask=torch.ones(2, 3))
     with pytest.raises(ValueError, match="h_reset: expected"):
         fused_cell_scan("mingru", k, reset=torch.ones(2, 3, dtype=torch.bool), h_reset=torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"bias: expected"):
+        fused_cell_scan("mingru", k, bias=torch.zeros(7))
+    with pytest.raises(ValueError, match=r"weight: expected"):
+        fused_linear_cell_scan("mingru", torch.zeros(2, 3, 5), torch.zeros(8, 4))
+    with pytest.raises(ValueError, match=r"x: expected a 3-d tensor"):
+        fused_linear_cell_scan("mingru", torch.zeros(3, 5), torch.zeros(8, 5))
+
+
+# ---- the gate bias inside the kernel, strided output gradients, the fused layer route (matmul + kernel) ----
+MASKS = {"none": (None, None, False), "mask+reset": (0.3, 0.85, True)}
+
+
+def _masks(B, T, kind, seed):
+    p_pad, p_reset, with_hr = MASKS[kind]
+    if p_pad is None:
+        return None, None, False
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(B, T, generator=g) > p_pad, torch.rand(B, T, generator=g) > p_reset, with_hr
+
+
+@pytest.mark.parametrize("kind", list(MASKS))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("cell,normalize,candidate", VARIANTS)
+def test_bias_inside_kernel_matches_reference(cell, normalize, candidate, dtype, kind):
+    """fused_cell_scan(k, bias=c) equals the reference on k + c: states, dL/dk, dL/dc (summed in the kernel),
+    dL/dh0 and dL/dh_reset, with and without padding/resets."""
+    B, T, H = 3, 63, 19
+    k, h0, w = inputs(cell, B, T, H, seed=11)
+    g = torch.Generator().manual_seed(12)
+    c = torch.randn(NG[cell] * H, generator=g, dtype=torch.float64)
+    hr = torch.randn(B, H, generator=g, dtype=torch.float64)
+    mask, reset, with_hr = _masks(B, T, kind, 13)
+    outs = []
+    for impl, dt in (("native", dtype), ("reference", torch.float64)):
+        kk, cc, hh, rr = (t.to(dt).requires_grad_() for t in (k, c, h0, hr))
+        ex = dict(mask=mask, reset=reset, h_reset=rr if with_hr else None)
+        if impl == "native":
+            h = fused_cell_scan(cell, kk, hh, candidate=candidate, normalize=normalize, bias=cc, **ex)
+        else:
+            h = cells.cell_scan(cell, kk + cc, hh, candidate=candidate, normalize=normalize, impl=impl, **ex)
+        loss = (h * w.to(dt)).sum() + h[:, -1].sum()
+        grads = torch.autograd.grad(loss, (kk, cc, hh, rr), allow_unused=True)
+        outs.append([h] + [torch.zeros_like(t) if gr is None else gr for t, gr in zip((kk, cc, hh, rr), grads)])
+    rtol, atol = TOL[dtype]
+    for name, got, want in zip(("h", "dk", "dbias", "dh0", "dh_reset"), *outs):
+        assert_close(got, want, rtol, atol, f"{name} {kind}")
+
+
+def test_output_gradient_read_through_strides():
+    """The backward kernel reads dL/dh through its strides: the expanded gradient of h.sum() (all strides 0,
+    not copied to (B, T, H)) and a non-contiguous slice (from torch.cat) give the reference gradients."""
+    from minrnn.scan.fused import unit_stride_rows
+    ones = torch.ones(()).expand(4, 5, 6)
+    rows = unit_stride_rows(ones)
+    assert rows.stride() == (0, 0, 1) and torch.equal(rows, ones)
+    cont = torch.randn(4, 5, 6)
+    assert unit_stride_rows(cont).data_ptr() == cont.data_ptr()
+    tr = torch.randn(4, 6, 5).transpose(1, 2)
+    assert unit_stride_rows(tr).stride(2) == 1 and torch.equal(unit_stride_rows(tr), tr)
+    k, h0, w = inputs("minlstm", 3, 40, 9, seed=14)
+    w2 = torch.randn(3, 40, 18, dtype=torch.float64, generator=torch.Generator().manual_seed(15))
+    for loss_fn in (lambda h: h.sum(), lambda h: (torch.cat([h, 2 * h], dim=-1) * w2).sum(),
+                    lambda h: (h.transpose(0, 1).contiguous().transpose(0, 1) * w).sum()):
+        got, want = [], []
+        for impl, out in (("native", got), ("reference", want)):
+            kk, hh = k.clone().requires_grad_(), h0.clone().requires_grad_()
+            if impl == "native":
+                h = fused_cell_scan("minlstm", kk, hh)
+            else:
+                h = cells.cell_scan("minlstm", kk, hh, candidate="g", normalize=True, impl="reference")
+            out += [h, *torch.autograd.grad(loss_fn(h), (kk, hh))]
+        for name, g_, w_ in zip(("h", "dk", "dh0"), got, want):
+            assert_close(g_, w_, *TOL[torch.float64], name)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("cell,normalize,candidate", VARIANTS)
+def test_fused_linear_matches_reference(cell, normalize, candidate, dtype, bias):
+    """The layer route k = x W^T (+ bias in the kernel): states and gradients w.r.t. x, W, bias and h0 equal
+    F.linear + the reference scan in fp64."""
+    B, T, D, H = 2, 37, 7, 13
+    g = torch.Generator().manual_seed(16)
+    x = torch.randn(B, T, D, generator=g, dtype=torch.float64)
+    W = torch.randn(NG[cell] * H, D, generator=g, dtype=torch.float64) / 2
+    c = torch.randn(NG[cell] * H, generator=g, dtype=torch.float64) if bias else None
+    h0 = torch.randn(B, H, generator=g, dtype=torch.float64)
+    w = torch.randn(B, T, H, generator=g, dtype=torch.float64)
+    outs = []
+    for impl, dt in (("fused", dtype), ("reference", torch.float64)):
+        leaves = [t.to(dt).requires_grad_() for t in (x, W, h0) + ((c,) if bias else ())]
+        xx, WW, hh, cc = leaves + ([] if bias else [None])
+        if impl == "fused":
+            h = fused_linear_cell_scan(cell, xx, WW, cc, hh, candidate=candidate, normalize=normalize)
+        else:
+            h = cells.cell_scan(cell, torch.nn.functional.linear(xx, WW, cc), hh, candidate=candidate,
+                                normalize=normalize, impl="reference")
+        outs.append([h, *torch.autograd.grad((h * w.to(dt)).sum() + h[:, -1].sum(), leaves)])
+    rtol, atol = TOL[dtype]
+    for name, got, want in zip(("h", "dx", "dW", "dh0", "dbias"), *outs):
+        assert_close(got, want, rtol, atol, name)
+
+
+def test_large_buffers_ask_for_huge_pages():
+    """empty_large: a plain empty tensor (right shape, dtype, writable); >= 32 MiB it is advised to use huge
+    pages, which the kernel accepts wherever transparent huge pages are not switched off."""
+    from pathlib import Path
+    like = torch.zeros(1, dtype=torch.float32)
+    t = native.empty_large((8, 1 << 20), like)
+    assert t.shape == (8, 1 << 20) and t.dtype == torch.float32
+    t.fill_(1.5)
+    assert float(t[7, -1]) == 1.5
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if thp.exists() and "[never]" not in thp.read_text():
+        assert native.library().minrnn_advise_huge(t.data_ptr(), t.numel() * 4) == 0

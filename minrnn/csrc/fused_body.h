@@ -21,21 +21,22 @@ static inline REAL FN(cand)(int cand_g, REAL x, REAL* dc) {
     return x >= 0 ? x + (REAL)0.5 : sp;
 }
 
-/* Gate values at one position. kp points at k[b, t, 0]; j is the hidden unit. Returns a; *b_out = b. For
- * backward, the partials are stored so that dL/dk = (gb * c - ga) * P1 (first gate), ... (see bwd). */
+/* Gate values of one unit from its pre-activations x0, x1 (, x2) (bias already added): minGRU (kz, kh), minLSTM
+ * (kf, ki, kh). Returns a and b, the candidate c and its derivative dc, the input gate w (b = w c), and the partials
+ * p1, p2 that turn the gradients of a and b into dL/dk (see bwd_job). */
 typedef struct { REAL a, b, c, dc, w, p1, p2; } FN(gate_t);
 
-static inline FN(gate_t) FN(gate)(int cell, int norm, int cand_g, const REAL* kp, int64_t H, int64_t j) {
+static inline FN(gate_t) FN(gate)(int cell, int norm, int cand_g, REAL x0, REAL x1, REAL x2) {
     FN(gate_t) o;
     if (cell == 0) {                        /* minGRU: a = sigmoid(-kz), b = sigmoid(kz) c(kh) */
         REAL z, a;
-        FN(sigm2)(kp[j], &z, &a);
-        o.c = FN(cand)(cand_g, kp[H + j], &o.dc);
+        FN(sigm2)(x0, &z, &a);
+        o.c = FN(cand)(cand_g, x1, &o.dc);
         o.a = a; o.w = z; o.b = z * o.c;
         o.p1 = z * a;                       /* dL/dkz = (gb c - ga) z (1 - z) */
         o.p2 = 0;
     } else if (norm) {                      /* minLSTM, normalised: a = f/(f+i), b = i/(f+i) c(kh) */
-        REAL u = -kp[j], v = -kp[H + j];
+        REAL u = -x0, v = -x1;
         /* 1 + exp(u) = exp(m) (p + q), 1 + exp(v) = exp(m) (p + r) with m = max(u, v, 0), so that all
          * exponents are <= 0; the one that equals m is exp(0) = 1, so two exponentials suffice. */
         int cu = u >= v && u >= 0, cv = !cu && v >= 0;   /* m = u, m = v, else m = 0 */
@@ -45,21 +46,30 @@ static inline FN(gate_t) FN(gate)(int cell, int norm, int cand_g, const REAL* kp
         REAL q = cu ? (REAL)1 : (cv ? e2 : e1);
         REAL r = cu ? e2 : (cv ? (REAL)1 : e2);
         REAL inv = (REAL)1 / ((REAL)2 * p + q + r);
-        o.c = FN(cand)(cand_g, kp[2 * H + j], &o.dc);
+        o.c = FN(cand)(cand_g, x2, &o.dc);
         o.a = (p + r) * inv; o.w = (p + q) * inv; o.b = o.w * o.c;
         o.p1 = -q * (p + r) * inv * inv;    /* dL/dkf = (gb c - ga) * p1 */
         o.p2 = r * (p + q) * inv * inv;     /* dL/dki = (gb c - ga) * p2 */
     } else {                                /* minLSTM, unnormalised: a = sigmoid(kf), b = sigmoid(ki) c(kh) */
         REAL f, nf, i, ni;
-        FN(sigm2)(kp[j], &f, &nf);
-        FN(sigm2)(kp[H + j], &i, &ni);
-        o.c = FN(cand)(cand_g, kp[2 * H + j], &o.dc);
+        FN(sigm2)(x0, &f, &nf);
+        FN(sigm2)(x1, &i, &ni);
+        o.c = FN(cand)(cand_g, x2, &o.dc);
         o.a = f; o.w = i; o.b = i * o.c;
         o.p1 = f * nf;                      /* dL/dkf = ga f (1 - f) */
         o.p2 = i * ni;                      /* dL/dki = gb c i (1 - i) */
     }
     return o;
 }
+
+/* The job's slice of the gate bias (zeros when the layer has none), gate q at bb[q * HBLK + j]. */
+static inline void FN(load_bias)(REAL* bb, const REAL* bias, int64_t ng, int64_t j0, int64_t w, int64_t H) {
+    for (int64_t q = 0; q < ng; q++)
+        for (int64_t j = 0; j < w; j++) bb[q * HBLK + j] = bias ? bias[q * H + j0 + j] : (REAL)0;
+}
+
+#define GATE_AT(kp, bb, j) FN(gate)(cell, norm, cand_g, (kp)[j] + (bb)[j], (kp)[H + (j)] + (bb)[HBLK + (j)], \
+                                    cell == 0 ? (REAL)0 : (kp)[2 * H + (j)] + (bb)[2 * HBLK + (j)])
 
 /* Per-sequence flags, all optional (NULL): mask (B, T), 0 = padding, where the state is carried (a = 1, b = 0;
  * it wins over reset); reset (B, T), 1 = the state restarts at this step from hr (B, H) (zeros if NULL);
@@ -69,10 +79,11 @@ typedef struct { const uint8_t* mask; const uint8_t* reset; const REAL* hr; REAL
 /* One (batch row, block of hidden units) job; always inlined with constant cell/norm/cand_g so that each
  * specialisation below has branch-free inner loops the compiler vectorises. */
 static inline __attribute__((always_inline)) void FN(fwd_job)(
-        int cell, int norm, int cand_g, const REAL* k, const REAL* h0, REAL* h, const FN(seq_t)* sq,
-        int64_t bi, int64_t j0, int64_t w, int64_t T, int64_t H) {
+        int cell, int norm, int cand_g, const REAL* k, const REAL* bias, const REAL* h0, REAL* h,
+        const FN(seq_t)* sq, int64_t bi, int64_t j0, int64_t w, int64_t T, int64_t H) {
     int64_t ng = cell == 0 ? 2 : 3;
-    REAL st[HBLK];
+    REAL st[HBLK], bb[3 * HBLK];
+    FN(load_bias)(bb, bias, ng, j0, w, H);
     for (int64_t j = 0; j < w; j++) st[j] = h0 ? h0[bi * H + j0 + j] : (REAL)0;
     for (int64_t t = 0; t < T; t++) {
         const REAL* kp = k + (bi * T + t) * ng * H + j0;
@@ -85,7 +96,7 @@ static inline __attribute__((always_inline)) void FN(fwd_job)(
             for (int64_t j = 0; j < w; j++) st[j] = sq->hr ? sq->hr[bi * H + j0 + j] : (REAL)0;
         _Pragma("GCC ivdep")  /* k, h, gh, gk never overlap: spares the runtime alias checks */
         for (int64_t j = 0; j < w; j++) {
-            FN(gate_t) o = FN(gate)(cell, norm, cand_g, kp, H, j);
+            FN(gate_t) o = GATE_AT(kp, bb, j);
             st[j] = o.a * st[j] + o.b;
             hp[j] = st[j];
         }
@@ -93,17 +104,22 @@ static inline __attribute__((always_inline)) void FN(fwd_job)(
 }
 
 /* Reverse scan g_t = gh_t + a_{t+1} g_{t+1}, with ga_t = g_t h_{t-1}, gb_t = g_t turned into dL/dk on the fly;
- * the gate values are recomputed from k (nothing but k, h and h0 is kept from forward). */
+ * the gate values are recomputed from k (nothing but k, h and h0 is kept from forward). gh is read through its
+ * row/time strides (sgb, sgt; unit stride along H), so an expanded gradient (of y.sum()) is never copied.
+ * dbp (this row's slot of a (B, ng * H) array, or NULL) receives the sum over time of dL/dk: the bias gradient. */
 static inline __attribute__((always_inline)) void FN(bwd_job)(
-        int cell, int norm, int cand_g, const REAL* k, const REAL* h, const REAL* h0, const REAL* gh,
-        REAL* gk, REAL* dh0, const FN(seq_t)* sq, int64_t bi, int64_t j0, int64_t w, int64_t T, int64_t H) {
+        int cell, int norm, int cand_g, const REAL* k, const REAL* bias, const REAL* h, const REAL* h0,
+        const REAL* gh, int64_t sgb, int64_t sgt, REAL* gk, REAL* dbp, REAL* dh0, const FN(seq_t)* sq,
+        int64_t bi, int64_t j0, int64_t w, int64_t T, int64_t H) {
     int64_t ng = cell == 0 ? 2 : 3;
-    REAL g[HBLK], an[HBLK], zero[HBLK], dhr[HBLK];
+    REAL g[HBLK], an[HBLK], zero[HBLK], dhr[HBLK], bb[3 * HBLK], db[3 * HBLK];
+    FN(load_bias)(bb, bias, ng, j0, w, H);
     for (int64_t j = 0; j < w; j++) { g[j] = 0; an[j] = 0; zero[j] = 0; dhr[j] = 0; }
+    for (int64_t j = 0; j < 3 * HBLK; j++) db[j] = 0;
     for (int64_t t = T - 1; t >= 0; t--) {
         const REAL* kp = k + (bi * T + t) * ng * H + j0;
         REAL* gkp = gk + (bi * T + t) * ng * H + j0;
-        const REAL* ghp = gh + (bi * T + t) * H + j0;
+        const REAL* ghp = gh + bi * sgb + t * sgt + j0;
         if (sq->mask && !sq->mask[bi * T + t]) {            /* padding: a_t = 1, no gradient to k */
             for (int64_t j = 0; j < w; j++) {
                 g[j] = ghp[j] + an[j] * g[j];
@@ -122,22 +138,20 @@ static inline __attribute__((always_inline)) void FN(bwd_job)(
             int64_t je = jb + RBLK < w ? jb + RBLK : w;
             _Pragma("GCC ivdep")
             for (int64_t j = jb; j < je; j++) {
-                FN(gate_t) o = FN(gate)(cell, norm, cand_g, kp, H, j);
+                FN(gate_t) o = GATE_AT(kp, bb, j);
                 g[j] = ghp[j] + an[j] * g[j];
                 REAL ga = g[j] * hprev[j], gb = g[j];
-                REAL x = gb * o.c - ga;
+                REAL x = gb * o.c - ga, d0, d1, d2;
                 if (cell == 0) {
-                    gkp[j] = x * o.p1;
-                    gkp[H + j] = gb * o.w * o.dc;
+                    d0 = x * o.p1; d1 = gb * o.w * o.dc; d2 = 0;
                 } else if (norm) {
-                    gkp[j] = x * o.p1;
-                    gkp[H + j] = x * o.p2;
-                    gkp[2 * H + j] = gb * o.w * o.dc;
+                    d0 = x * o.p1; d1 = x * o.p2; d2 = gb * o.w * o.dc;
                 } else {
-                    gkp[j] = ga * o.p1;
-                    gkp[H + j] = gb * o.c * o.p2;
-                    gkp[2 * H + j] = gb * o.w * o.dc;
+                    d0 = ga * o.p1; d1 = gb * o.c * o.p2; d2 = gb * o.w * o.dc;
                 }
+                gkp[j] = d0; gkp[H + j] = d1;
+                db[j] += d0; db[HBLK + j] += d1;
+                if (cell != 0) { gkp[2 * H + j] = d2; db[2 * HBLK + j] += d2; }
                 an[j] = o.a;
             }
         }
@@ -146,26 +160,30 @@ static inline __attribute__((always_inline)) void FN(bwd_job)(
     }
     if (dh0) for (int64_t j = 0; j < w; j++) dh0[bi * H + j0 + j] = an[j] * g[j];
     if (sq->dhr) for (int64_t j = 0; j < w; j++) sq->dhr[bi * H + j0 + j] = dhr[j];
+    if (dbp)
+        for (int64_t q = 0; q < ng; q++)
+            for (int64_t j = 0; j < w; j++) dbp[bi * ng * H + q * H + j0 + j] = db[q * HBLK + j];
 }
 
 #define SPECIALISE(C, N, G)                                                                                 \
-static void FN(fwd_##C##N##G)(const REAL* k, const REAL* h0, REAL* h, const FN(seq_t)* sq, int64_t bi,     \
-                              int64_t j0, int64_t w, int64_t T, int64_t H) {                              \
-    FN(fwd_job)(C, N, G, k, h0, h, sq, bi, j0, w, T, H); }                                                \
-static void FN(bwd_##C##N##G)(const REAL* k, const REAL* h, const REAL* h0, const REAL* gh, REAL* gk,     \
-                              REAL* dh0, const FN(seq_t)* sq, int64_t bi, int64_t j0, int64_t w, int64_t T, \
-                              int64_t H) {                                                                \
-    FN(bwd_job)(C, N, G, k, h, h0, gh, gk, dh0, sq, bi, j0, w, T, H); }
+static void FN(fwd_##C##N##G)(const REAL* k, const REAL* bias, const REAL* h0, REAL* h, const FN(seq_t)* sq, \
+                              int64_t bi, int64_t j0, int64_t w, int64_t T, int64_t H) {                  \
+    FN(fwd_job)(C, N, G, k, bias, h0, h, sq, bi, j0, w, T, H); }                                          \
+static void FN(bwd_##C##N##G)(const REAL* k, const REAL* bias, const REAL* h, const REAL* h0, const REAL* gh, \
+                              int64_t sgb, int64_t sgt, REAL* gk, REAL* dbp, REAL* dh0, const FN(seq_t)* sq, \
+                              int64_t bi, int64_t j0, int64_t w, int64_t T, int64_t H) {                  \
+    FN(bwd_job)(C, N, G, k, bias, h, h0, gh, sgb, sgt, gk, dbp, dh0, sq, bi, j0, w, T, H); }
 SPECIALISE(0, 0, 0) SPECIALISE(0, 0, 1)
 SPECIALISE(1, 0, 0) SPECIALISE(1, 0, 1) SPECIALISE(1, 1, 0) SPECIALISE(1, 1, 1)
 #undef SPECIALISE
 
-typedef void (*FN(fwd_fn))(const REAL*, const REAL*, REAL*, const FN(seq_t)*, int64_t, int64_t, int64_t,
-                           int64_t, int64_t);
-typedef void (*FN(bwd_fn))(const REAL*, const REAL*, const REAL*, const REAL*, REAL*, REAL*, const FN(seq_t)*,
-                           int64_t, int64_t, int64_t, int64_t, int64_t);
+typedef void (*FN(fwd_fn))(const REAL*, const REAL*, const REAL*, REAL*, const FN(seq_t)*, int64_t, int64_t,
+                           int64_t, int64_t, int64_t);
+typedef void (*FN(bwd_fn))(const REAL*, const REAL*, const REAL*, const REAL*, const REAL*, int64_t, int64_t,
+                           REAL*, REAL*, REAL*, const FN(seq_t)*, int64_t, int64_t, int64_t, int64_t, int64_t);
 
-void FN(fused_fwd)(int cell, int norm, int cand_g, const REAL* k, const REAL* h0, REAL* h,
+/* bias (n_gates * H) or NULL is added to k inside the kernel (the layer's matmul then needs no bias pass). */
+void FN(fused_fwd)(int cell, int norm, int cand_g, const REAL* k, const REAL* bias, const REAL* h0, REAL* h,
                    const uint8_t* mask, const uint8_t* reset, const REAL* hr,
                    int64_t B, int64_t T, int64_t H, int nthreads) {
     FN(fwd_fn) fns[2][2][2] = {{{FN(fwd_000), FN(fwd_001)}, {FN(fwd_000), FN(fwd_001)}},
@@ -176,13 +194,16 @@ void FN(fused_fwd)(int cell, int norm, int cand_g, const REAL* k, const REAL* h0
     _Pragma("omp parallel for num_threads(nthreads) schedule(static)")
     for (int64_t job = 0; job < B * nb; job++) {
         int64_t bi = job / nb, j0 = (job % nb) * W;
-        f(k, h0, h, &sq, bi, j0, H - j0 < W ? H - j0 : W, T, H);
+        f(k, bias, h0, h, &sq, bi, j0, H - j0 < W ? H - j0 : W, T, H);
     }
 }
 
-void FN(fused_bwd)(int cell, int norm, int cand_g, const REAL* k, const REAL* h, const REAL* h0,
-                   const REAL* gh, REAL* gk, REAL* dh0, const uint8_t* mask, const uint8_t* reset,
-                   const REAL* hr, REAL* dhr, int64_t B, int64_t T, int64_t H, int nthreads) {
+/* gh is addressed as gh[b * sgb + t * sgt + j]; dbias_rows (B, n_gates * H) or NULL receives per-row bias
+ * gradients (summed over B by the caller: rows run in parallel, so each writes its own slot). */
+void FN(fused_bwd)(int cell, int norm, int cand_g, const REAL* k, const REAL* bias, const REAL* h, const REAL* h0,
+                   const REAL* gh, int64_t sgb, int64_t sgt, REAL* gk, REAL* dbias_rows, REAL* dh0,
+                   const uint8_t* mask, const uint8_t* reset, const REAL* hr, REAL* dhr,
+                   int64_t B, int64_t T, int64_t H, int nthreads) {
     FN(bwd_fn) fns[2][2][2] = {{{FN(bwd_000), FN(bwd_001)}, {FN(bwd_000), FN(bwd_001)}},
                                {{FN(bwd_100), FN(bwd_101)}, {FN(bwd_110), FN(bwd_111)}}};
     FN(bwd_fn) f = fns[cell != 0][norm != 0][cand_g != 0];
@@ -191,10 +212,11 @@ void FN(fused_bwd)(int cell, int norm, int cand_g, const REAL* k, const REAL* h,
     _Pragma("omp parallel for num_threads(nthreads) schedule(static)")
     for (int64_t job = 0; job < B * nb; job++) {
         int64_t bi = job / nb, j0 = (job % nb) * W;
-        f(k, h, h0, gh, gk, dh0, &sq, bi, j0, H - j0 < W ? H - j0 : W, T, H);
+        f(k, bias, h, h0, gh, sgb, sgt, gk, dbias_rows, dh0, &sq, bi, j0, H - j0 < W ? H - j0 : W, T, H);
     }
 }
 
+#undef GATE_AT
 #undef FN
 #undef CAT2
 #undef CAT2_

@@ -5,10 +5,13 @@ This is the one place where a layer's recurrence is computed. The generic route 
 (a, b) with `gates.py` and calls `linear_scan`; fused kernels (which compute the gate math inside the scan
 and recompute it in backward) plug in here by implementation name: ``native`` on fp32/fp64 CPU tensors
 runs `fused.py` (masks and resets included); everything else (and bf16/fp16) takes the generic route.
+`linear_cell_scan` is the layer's entry point: it also owns the gate matmul k = x W^T + bias, which on the fused
+CPU route runs in the same autograd node (`fused_linear.py`: no bias pass, bias gradient inside the kernel).
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .. import gates
 from . import linear_scan
@@ -75,3 +78,18 @@ def cell_scan(cell: str, k: torch.Tensor, h0: torch.Tensor | None, *, candidate:
         b = b.masked_fill(~m, 0.0)
     h, _ = linear_scan(a, b, h0, impl)
     return h
+
+
+def linear_cell_scan(cell: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                     h0: torch.Tensor | None, *, candidate: str, normalize: bool, impl: str,
+                     mask: torch.Tensor | None = None, reset: torch.Tensor | None = None,
+                     h_reset: torch.Tensor | None = None) -> torch.Tensor:
+    """`cell_scan` of k = x weight^T + bias (x (B, T, D), weight (n_gates * H, D)); the same result and gradients."""
+    if impl == "native":
+        from . import fused_linear
+        if fused_linear.supported(x, weight, bias):
+            return fused_linear.fused_linear_cell_scan(cell, x, weight, bias, h0, candidate=candidate,
+                                                       normalize=normalize, mask=mask, reset=reset,
+                                                       h_reset=h_reset if reset is not None else None)
+    return cell_scan(cell, F.linear(x, weight, bias), h0, candidate=candidate, normalize=normalize, impl=impl,
+                     mask=mask, reset=reset, h_reset=h_reset)

@@ -67,12 +67,14 @@ def _load():
             getattr(lib, f"scan_fwd_{suf}").argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_int]
             getattr(lib, f"scan_bwd_{suf}").argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 3 + [ctypes.c_int]
             flags3 = [ctypes.c_int] * 3  # cell, normalize, candidate g
-            # fused_fwd(flags, k, h0, h, mask, reset, h_reset, B, T, H, threads)
-            getattr(lib, f"fused_fwd_{suf}").argtypes = flags3 + [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 3 + [
-                ctypes.c_int]
-            # fused_bwd(flags, k, h, h0, gh, gk, dh0, mask, reset, h_reset, dh_reset, B, T, H, threads)
-            getattr(lib, f"fused_bwd_{suf}").argtypes = flags3 + [ctypes.c_void_p] * 10 + [ctypes.c_int64] * 3 + [
-                ctypes.c_int]
+            ptr, i64 = ctypes.c_void_p, ctypes.c_int64
+            # fused_fwd(flags, k, bias, h0, h, mask, reset, h_reset, B, T, H, threads)
+            getattr(lib, f"fused_fwd_{suf}").argtypes = flags3 + [ptr] * 7 + [i64] * 3 + [ctypes.c_int]
+            # fused_bwd(flags, k, bias, h, h0, gh, gh_stride_b, gh_stride_t, gk, dbias_rows, dh0, mask, reset,
+            #           h_reset, dh_reset, B, T, H, threads)
+            getattr(lib, f"fused_bwd_{suf}").argtypes = (flags3 + [ptr] * 5 + [i64] * 2 + [ptr] * 7 + [i64] * 3
+                                                         + [ctypes.c_int])
+        lib.minrnn_advise_huge.argtypes = [ctypes.c_void_p, ctypes.c_int64]
         _lib = lib
     except (RuntimeError, OSError) as e:
         _error = str(e)
@@ -98,6 +100,21 @@ _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 def _ptr(t: torch.Tensor | None):
     return None if t is None else ctypes.c_void_p(t.data_ptr())
+
+
+# Fresh buffers this large come from a new mmap (glibc's largest mmap threshold is 32 MiB), so every 4 KiB page
+# faults on first touch; `empty_large` asks for transparent huge pages there (MINRNN_HUGEPAGES=0 turns it off).
+HUGE_MIN_BYTES = 32 << 20
+HUGEPAGES = os.environ.get("MINRNN_HUGEPAGES", "1") != "0"
+
+
+def empty_large(shape, like: torch.Tensor) -> torch.Tensor:
+    """torch.empty(shape) like `like`; a CPU buffer of >= HUGE_MIN_BYTES is advised to use huge pages."""
+    t = like.new_empty(shape)
+    nbytes = t.numel() * t.element_size()
+    if HUGEPAGES and nbytes >= HUGE_MIN_BYTES and t.device.type == "cpu" and _load() is not None:
+        _lib.minrnn_advise_huge(t.data_ptr(), nbytes)
+    return t
 
 
 def _threads(numel: int) -> int:

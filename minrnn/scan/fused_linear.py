@@ -1,0 +1,79 @@
+"""A whole minGRU/minLSTM layer direction on the CPU in one autograd node: k = x W^T (one matmul, no bias pass)
+followed by the fused gate-math + scan kernel of `fused.py`, which adds the bias itself.
+
+Why one node instead of `nn.Linear` + `fused_cell_scan`: on this kind of CPU a layer step at B = 64, D = H = 128
+spends about as long in memory traffic around the kernels as in the kernels. Owning the matmul removes it:
+- `addmm` first copies the broadcast bias into its fresh (B, T, n_gates * H) output and then accumulates into it;
+  here `mm` writes x W^T straight into k and the kernel adds the bias while it reads k anyway;
+- the bias gradient is summed inside the backward kernel (per batch row) instead of a separate pass over dL/dk;
+- k and dL/dk are this module's own buffers, so they get huge pages (`native.empty_large`): fresh buffers of
+  >= 32 MiB otherwise page-fault on every 4 KiB page;
+- dL/dk is written (B*T, n_gates*H) row-major, the layout both backward matmuls (dL/dW = dk^T x, dL/dx = dk W)
+  read directly.
+Saved for backward: x (the caller's tensor, no copy), W, k and h, as in the unfused route.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import fused, native
+
+
+def supported(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """Whether the fused layer route can run: fp32/fp64 CPU tensors of one dtype, fused kernels on, no autocast."""
+    return (fused.supported(x) and weight.dtype == x.dtype and weight.device == x.device
+            and (bias is None or (bias.dtype == x.dtype and bias.device == x.device))
+            and not torch.is_autocast_enabled("cpu"))
+
+
+class FusedLinearCellFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, h0, h_reset, mask, reset, cell_id: int, normalize: bool, cand_g: bool):
+        B, T, D = x.shape
+        G = weight.shape[0]
+        x = x.contiguous()
+        k = native.empty_large((B, T, G), x)
+        torch.mm(x.view(B * T, D), weight.t(), out=k.view(B * T, G))  # (B*T, G), no bias pass
+        bias = None if bias is None else bias.contiguous()
+        h0c, hrc, m8, r8 = fused.prepare(h0, h_reset, mask, reset)
+        ctx.flags = (cell_id, int(normalize), int(cand_g))
+        h = fused.run_fwd(ctx.flags, k, bias, h0c, hrc, m8, r8)
+        ctx.present = tuple(t is not None for t in (bias, h0c, hrc, m8, r8))
+        ctx.save_for_backward(x, weight, k, h, *(fused._opt(t) for t in (bias, h0c, hrc, m8, r8)))
+        return h
+
+    @staticmethod
+    def backward(ctx, gh):
+        x, weight, k, h, *opt = ctx.saved_tensors
+        bias, h0, hr, m8, r8 = (t if present else None for t, present in zip(opt, ctx.present))
+        need = ctx.needs_input_grad
+        gk, db, dh0, dhr = fused.run_bwd(ctx.flags, k, bias, h, h0, hr, m8, r8, gh, bias is not None and need[2],
+                                         need[3], need[4])
+        B, T, G = gk.shape
+        gk2 = gk.view(B * T, G)
+        dx = gk2.mm(weight).view(x.shape) if need[0] else None         # (B, T, D)
+        dw = gk2.t().mm(x.view(B * T, -1)) if need[1] else None        # (G, D)
+        return dx, dw, db, dh0, dhr, None, None, None, None, None
+
+
+def fused_linear_cell_scan(cell: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                           h0: torch.Tensor | None = None, *, candidate: str = "g", normalize: bool = True,
+                           mask: torch.Tensor | None = None, reset: torch.Tensor | None = None,
+                           h_reset: torch.Tensor | None = None) -> torch.Tensor:
+    """All states (B, T, H) of the layer with gate pre-activations k = x weight^T + bias.
+
+    Equals ``fused_cell_scan(cell, F.linear(x, weight, bias), h0, ...)``; x (B, T, D), weight (n_gates * H, D),
+    bias (n_gates * H,) or None. Other arguments as in `fused.fused_cell_scan`.
+    """
+    for name, t, dim in (("x", x, 3), ("weight", weight, 2)):
+        if not isinstance(t, torch.Tensor) or t.dim() != dim:
+            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{name}: expected a {dim}-d tensor, got {got}")
+    B, T, D = x.shape
+    G = weight.shape[0]
+    if weight.shape[1] != D or weight.dtype != x.dtype or weight.device != x.device:
+        raise ValueError(f"weight: expected {x.dtype} shape (n_gates * H, {D}) on {x.device}, got {weight.dtype} "
+                         f"{tuple(weight.shape)} on {weight.device}")
+    cell_id, _ = fused.check_args(cell, candidate, B, T, G, x, h0, h_reset, mask, reset, bias)
+    return FusedLinearCellFn.apply(x, weight, bias, h0, h_reset, mask, reset, cell_id,
+                                   bool(normalize) and cell == "minlstm", candidate == "g")
