@@ -105,6 +105,7 @@ class _Plan:
         for blk in model.blocks:
             self.params += _block_params(blk)
         self.k, self.d, self.H, self.out = cfg.conv_kernel, cfg.d_model, H, ints[11]
+        self.n_blocks = cfg.n_layers
         self.shapes = [None if p is None else tuple(p.shape) for p in self.params]
         self.ptrs: tuple | None = None
         self.table = None
@@ -198,30 +199,33 @@ def step_kind(model) -> str:
 
 
 def _state_in(plan: _Plan, state, B: int) -> list | None:
-    """Contiguous (window, h) tensors per block in the kernel's order, or None if the state does not fit."""
+    """Contiguous (window, h) tensors per block in the kernel's order; None if one is not fp32 on CPU (the
+    PyTorch step then decides); ValueError if the state's layout or shapes do not fit the model."""
     wshape, hshape = (B, plan.k - 1, plan.d), (1, B, plan.H)
+    if not isinstance(state, (list, tuple)) or len(state) != plan.n_blocks:
+        raise ValueError(f"state: expected a list of {plan.n_blocks} (window, h) pairs, got {_desc(state)}")
     out = []
-    for s in state:
+    for i, s in enumerate(state):
         if not isinstance(s, (tuple, list)) or len(s) != 2:
-            return None
-        w, h = s
-        if plan.k == 0:
-            if w is not None:
+            raise ValueError(f"state[{i}]: expected a (window, h) pair, got {_desc(s)}")
+        for t, shape, name in ((s[0], wshape, "window"), (s[1], hshape, "h")):
+            if plan.k == 0 and name == "window":
+                if t is not None:
+                    raise ValueError(f"state[{i}] window: expected None (conv_kernel=0), got {_desc(t)}")
+                out.append(None)
+                continue
+            if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape:
+                raise ValueError(f"state[{i}] {name}: expected a tensor of shape {shape}, got {_desc(t)}")
+            if t.dtype != torch.float32 or t.device.type != "cpu":
                 return None
-            out.append(None)
-        elif not _fits(w, wshape):
-            return None
-        else:
-            out.append(w.contiguous())
-        if not _fits(h, hshape):
-            return None
-        out.append(h.contiguous())
+            out.append(t.contiguous())
     return out
 
 
-def _fits(t, shape) -> bool:
-    return isinstance(t, torch.Tensor) and t.dtype == torch.float32 and t.device.type == "cpu" \
-        and tuple(t.shape) == shape
+def _desc(x) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"{x.dtype} {tuple(x.shape)}"
+    return f"{type(x).__name__} of {len(x)}" if isinstance(x, (list, tuple)) else type(x).__name__
 
 
 def fast_step(model, x_t: torch.Tensor, state=None):
@@ -237,14 +241,9 @@ def fast_step(model, x_t: torch.Tensor, state=None):
     if x_t.device.type != "cpu" or (x_t.is_floating_point() and x_t.dtype != torch.float32):
         return model.step(x_t, state)
     B = x_t.shape[0]
-    if state is None:
-        state = model.init_state(B)
-    elif not isinstance(state, (list, tuple)) or len(state) != len(model.blocks):
-        raise ValueError(f"state: expected a list of {len(model.blocks)} (window, h) tuples, "
-                         f"got {type(state).__name__}")
-    sin = _state_in(plan, state, B)
+    sin = _state_in(plan, model.init_state(B) if state is None else state, B)
     if sin is None:
-        return model.step(x_t, state)  # the PyTorch step checks it and raises the usual errors
+        return model.step(x_t, state)  # a state of another dtype/device: the PyTorch step decides
     x = x_t.to(torch.int64).contiguous() if not x_t.is_floating_point() else x_t.contiguous()
     f32 = torch.float32
     new = [(torch.empty(B, plan.k - 1, plan.d, dtype=f32) if plan.k else None, torch.empty(1, B, plan.H, dtype=f32))
@@ -283,8 +282,7 @@ class Decoder:
         B = batch_size
         sin = _state_in(plan, model.init_state(B) if state is None else state, B)
         if sin is None:
-            raise ValueError(f"state: expected {len(model.blocks)} fp32 (window (B, k-1, d), h (1, B, H)) "
-                             f"pairs for B={B}")
+            raise TypeError("state: expected fp32 CPU tensors")
         self.state = [None if t is None else t.clone(memory_format=torch.contiguous_format) for t in sin]
         self.ptrs = (ctypes.c_void_p * len(sin))(*[None if t is None else t.data_ptr() for t in self.state])
         self.out = torch.empty(B, plan.out, dtype=torch.float32)
