@@ -10,6 +10,7 @@ import torch
 
 from minrnn import checkpoint as ck
 from minrnn import train as tr
+from minrnn import train_config
 from minrnn.tasks.base import Task, TaskConfig
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare" / "input.txt"
@@ -152,7 +153,7 @@ class _ToyTask(Task):
 
 
 def test_early_stopping_and_best(tmp_path, monkeypatch):
-    monkeypatch.setattr(tr, "get_task", lambda name: _ToyTask)
+    monkeypatch.setattr(train_config, "get_task", lambda name: _ToyTask)
     s = tr.train("toy", None, dict(steps=100, eval_every=2, patience=3, batch_size=8, out_dir=str(tmp_path),
                                    run_name="t", progress=False, warmup_steps=0))
     # evaluations at steps 2, 4, 6, 8: 3.0, 2.0 (best), 2.5, 2.4, then 2.6 at step 10 -> 3 without improvement
