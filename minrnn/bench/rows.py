@@ -5,7 +5,8 @@ Groups (the size is the sequence length for train/scan, the batch size for infer
          minGRU/minLSTM with each scan implementation ("fused" = `scan/fused.py`, the default on CPU;
          "native" = the generic C scan with the gate math in PyTorch), nn.GRU/nn.LSTM (oneDNN/cuDNN), the
          paper's sequential baseline (a Python loop over nn.GRUCell/nn.LSTMCell), the peer `mingru-pytorch`
-         (when installed) and the layer's input projection alone (its one matmul: the floor for a layer).
+         (when installed) and the matmul floors (the two GEMMs of a layer's input projection, 2H or 3H gate
+         outputs: what no minGRU/minLSTM layer can avoid).
   scan   h_t = a_t h_{t-1} + b_t alone on (B, T, D) against an add that reads two tensors and writes one
          (the bandwidth floor), forward and forward + backward.
   infer  step(): per-token latency and tokens/s of one layer and of a small 2-layer LM, against nn.GRU.
@@ -124,10 +125,29 @@ def train_rows() -> list[Row]:
             slow=True, devices=("cpu", "cuda")),
         Row("peer minGRU", "train", _train(_peer("minGRU"), call=lambda m, x: m(x)), "nn.GRU", _need_peer),
         Row("peer minLSTM", "train", _train(_peer("minLSTM"), call=lambda m, x: m(x)), "nn.LSTM", _need_peer),
-        Row("matmul floor", "train", _train(lambda c: nn.Linear(c.width, 2 * c.width), call=lambda m, x: m(x)),
-            "nn.GRU"),
+        Row("matmul floor 2H", "train", _matmul_floor(2), "nn.GRU", devices=("cpu", "cuda")),
+        Row("matmul floor 3H", "train", _matmul_floor(3), "nn.LSTM", devices=("cpu", "cuda")),
     ]
     return rows
+
+
+def _matmul_floor(n_gates: int):
+    """The matmul work a layer cannot avoid: k = x W^T (B*T x n_gates*H) and dL/dW = dk^T x, as two plain GEMMs
+    into preallocated outputs (no bias, no autograd, no fresh buffers). minGRU has 2H gate outputs, minLSTM 3H,
+    so nn.GRU / floor 2H and nn.LSTM / floor 3H are the best speed-ups any minGRU/minLSTM layer can reach here."""
+    def make(cfg, T):
+        x = _x(cfg, T).reshape(-1, cfg.width)  # (B*T, D)
+        g = torch.Generator().manual_seed(2)
+        G = n_gates * cfg.width
+        W = torch.randn(G, cfg.width, generator=g).to(**_fk(cfg))
+        dk = torch.randn(x.shape[0], G, generator=g).to(**_fk(cfg))
+        k, dW = x.new_empty(x.shape[0], G), torch.empty_like(W)
+
+        def step():
+            torch.mm(x, W.t(), out=k)
+            torch.mm(dk.t(), x, out=dW)
+        return step
+    return make
 
 
 # ---- scan alone ----
@@ -248,7 +268,10 @@ ROWS: list[Row] = train_rows() + scan_rows() + infer_rows()
 # Headline speed-ups printed per length: (slower row, faster row).
 SPEEDUPS = [("nn.GRU", "minGRU fused"), ("nn.LSTM", "minLSTM fused"), ("GRU loop", "minGRU fused"),
             ("LSTM loop", "minLSTM fused"), ("peer minGRU", "minGRU fused"), ("peer minLSTM", "minLSTM fused"),
-            ("minGRU native", "minGRU fused"), ("minLSTM native", "minLSTM fused")]
+            ("minGRU native", "minGRU fused"), ("minLSTM native", "minLSTM fused"),
+            # ceilings: the speed-up a layer would have if it cost only its matmuls, and how far the layer is off
+            ("nn.GRU", "matmul floor 2H"), ("nn.LSTM", "matmul floor 3H"), ("peer minGRU", "matmul floor 2H"),
+            ("minGRU fused", "matmul floor 2H"), ("minLSTM fused", "matmul floor 3H")]
 
 # The CUDA section (the Triton kernels, `gpu.py`) adds its rows and headline pairs.
 from .gpu import CUDA_SPEEDUPS, cuda_rows  # noqa: E402
