@@ -19,7 +19,8 @@ from minrnn.models.block import ModelConfig, SequenceModel
 from minrnn.models.generate import _sample, generate
 
 ROOT = Path(__file__).resolve().parents[1]
-needs_kernel = pytest.mark.skipif(not fs.available(), reason=f"fast step kernel unavailable: {fs._error}")
+needs_kernel = pytest.mark.skipif(not fs.available(),
+                                  reason=f"fast step kernel unavailable: {fs.unavailable_reason()}")
 RTOL, ATOL = TOL[("linear", torch.float32)]
 
 VARIANTS = {  # every ModelConfig option the kernel reads
@@ -239,3 +240,18 @@ def test_sample_is_torch_multinomial():
         assert torch.equal(got, ref)
     with pytest.raises(ValueError, match="expected finite values"):
         _sample(torch.tensor([[0.5, float("nan")]]), None)
+
+
+def test_info_says_which_generation_step():
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    lines = {}
+    for disable in ("", "1"):
+        env["MINRNN_DISABLE_NATIVE"] = disable
+        r = subprocess.run([sys.executable, "-m", "minrnn", "info"], capture_output=True, text=True, env=env,
+                           cwd=ROOT, timeout=120)
+        assert r.returncode == 0, r.stderr
+        lines[disable] = [x for x in r.stdout.splitlines() if x.startswith("generation step")]
+    assert lines["1"] == ["generation step of minGRU/minLSTM LMs on cpu (fp32): PyTorch step (kernel unavailable: "
+                          "disabled by MINRNN_DISABLE_NATIVE)"]
+    if fs.available():
+        assert lines[""][0].startswith("generation step of minGRU/minLSTM LMs on cpu (fp32): native C kernel")

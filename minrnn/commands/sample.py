@@ -23,7 +23,7 @@ def run(args) -> int:
     print((args.prompt or "") + vocab.decode(out[0].tolist()))
     print(f"\n[{saved['task_config']['model']}: {args.tokens} tokens after a {prompt.shape[1]}-token prompt, "
           f"decode {t['tokens_per_s']:.1f} tokens/s, prefill {t['prefill_s'] * 1e3:.1f} ms, "
-          f"{torch.get_num_threads()} thread(s) on {args.device}]")
+          f"{torch.get_num_threads()} thread(s) on {args.device}; {t['step']}]")
     return 0
 
 

@@ -83,6 +83,11 @@ def available() -> bool:
     return _load() is not None
 
 
+def unavailable_reason() -> str:
+    _load()
+    return _error or ""
+
+
 class _Plan:
     """What the kernel needs from one model: config ints, norm eps, and the parameters in kernel order."""
 
