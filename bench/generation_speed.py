@@ -10,7 +10,8 @@ nn.GRU and nn.LSTM LMs. Models are the best checkpoints in `--runs` (runs/cmp/cp
 bench/shakespeare_compare.py) where present, else freshly initialised cpu-preset models.
 "ctx 256-512" = 256 new tokens after a 256-character prompt, "ctx 1-256" = 255 after a 1-character prompt.
 Usage: OMP_WAIT_POLICY=PASSIVE python bench/generation_speed.py [--runs runs/cmp] [--repeat 3]
-Prints a markdown table and writes --json (default bench/out/generation_speed.json).
+Prints a markdown table and writes --json (default bench/out/generation_speed.json). ``--profile`` instead
+splits one token's time (CPU time of 500 calls) into step and sampling, and profiles the PyTorch step's ops.
 """
 from __future__ import annotations
 
@@ -71,12 +72,43 @@ def load_models(runs: Path, vocab_size: int) -> dict:
     return models
 
 
+def profile(models: dict, n: int = 500) -> None:
+    """Per-token CPU time of the PyTorch step, the C step and the sampler `_pick`; top ops of the PyTorch step."""
+    from torch.profiler import profile as torch_profile
+
+    from minrnn.models.fast_step import Decoder
+    from minrnn.models.generate import _pick
+
+    def cpu_us(f):
+        f()
+        t0 = time.process_time()
+        for _ in range(n):
+            f()
+        return 1e6 * (time.process_time() - t0) / n
+
+    g = torch.Generator().manual_seed(0)
+    for cell in ("mingru", "minlstm"):
+        model = models[f"{cell}, C step"][0]
+        with torch.no_grad():
+            logits, state = model(torch.zeros(1, 256, dtype=torch.int64))
+            tok = torch.zeros(1, dtype=torch.int64)
+            dec = Decoder(model, state, 1)
+            py, c = cpu_us(lambda: model.step(tok, state)), cpu_us(lambda: dec(tok))
+            pick = cpu_us(lambda: _pick(logits[:, -1], 0.8, 0, g))
+            print(f"{cell}: CPU us per token: PyTorch step {py:.0f}, C step {c:.0f}, sampling (_pick) {pick:.0f}")
+            with torch_profile() as prof:
+                for _ in range(50):
+                    model.step(tok, state)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="runs/cmp", help="folder with cpu-<arch> runs (fresh models if absent)")
     ap.add_argument("--repeat", type=int, default=3, help="interleaved repeats; the median is reported")
     ap.add_argument("--tokens", type=int, default=256, help="new tokens per measurement")
     ap.add_argument("--json", default="bench/out/generation_speed.json", help="results JSON")
+    ap.add_argument("--profile", action="store_true", help="per-token time split and op profile instead")
     args = ap.parse_args()
     if args.repeat < 1 or args.tokens < 2:
         raise ValueError(f"expected --repeat >= 1 and --tokens >= 2, got {args.repeat}, {args.tokens}")
@@ -85,6 +117,9 @@ def main() -> int:
     vocab = CharVocab(text)
     val = text[int(0.9 * len(text)):]
     models = load_models(Path(args.runs), len(vocab.chars))
+    if args.profile:
+        profile(models)
+        return 0
     prompts = {"ctx 256-512": vocab.encode(val[:256]).unsqueeze(0), "ctx 1-256": vocab.encode(val[:1]).unsqueeze(0)}
     load0 = os.getloadavg()
     res = {name: {c: [] for c in prompts} for name in models}
