@@ -359,3 +359,17 @@ def test_large_buffers_ask_for_huge_pages():
     thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
     if thp.exists() and "[never]" not in thp.read_text():
         assert native.library().minrnn_advise_huge(t.data_ptr(), t.numel() * 4) == 0
+
+
+def test_workspace_is_reused_grown_and_freed():
+    """The fused layer's dL/dk scratch: the same storage for a smaller or equal request, a new one when it
+    must grow, released by free_workspace (the 2-layer bidirectional layer test runs 4 backwards through it)."""
+    like = torch.zeros(1, dtype=torch.float64)
+    native.free_workspace()
+    a = native.workspace((3, 4), like)
+    b = native.workspace((2, 5), like)
+    assert b.shape == (2, 5) and b.data_ptr() == a.data_ptr() and b.dtype == torch.float64
+    c = native.workspace((5, 5), like)
+    assert c.shape == (5, 5)
+    assert native.workspace((2, 2), like.float()).dtype == torch.float32  # another dtype: a new buffer
+    assert native.free_workspace() == 4 * 4 and native.free_workspace() == 0

@@ -150,11 +150,13 @@ static inline __attribute__((always_inline)) void FN(bwd_job)(
                     d0 = ga * o.p1; d1 = gb * o.c * o.p2; d2 = gb * o.w * o.dc;
                 }
                 gkp[j] = d0; gkp[H + j] = d1;
-                db[j] += d0; db[HBLK + j] += d1;
-                if (cell != 0) { gkp[2 * H + j] = d2; db[2 * HBLK + j] += d2; }
+                if (cell != 0) gkp[2 * H + j] = d2;
                 an[j] = o.a;
             }
         }
+        if (dbp)  /* the bias gradient: this step's dL/dk rows, still in L1, summed in a separate simple loop */
+            for (int64_t q = 0; q < ng; q++)
+                for (int64_t j = 0; j < w; j++) db[q * HBLK + j] += gkp[q * H + j];
         if (rs)  /* h_t = a_t hr + b_t: the gradient goes to hr, and none flows further back in time */
             for (int64_t j = 0; j < w; j++) { dhr[j] += an[j] * g[j]; an[j] = 0; }
     }

@@ -72,11 +72,15 @@ def run_fwd(flags, k, bias, h0, hr, m8, r8) -> torch.Tensor:
     return h
 
 
-def run_bwd(flags, k, bias, h, h0, hr, m8, r8, gh, need_bias: bool, need_h0: bool, need_hr: bool):
-    """The backward kernel: (dL/dk (B, T, G), dL/dbias (G,) | None, dL/dh0 | None, dL/dh_reset | None)."""
+def run_bwd(flags, k, bias, h, h0, hr, m8, r8, gh, need_bias: bool, need_h0: bool, need_hr: bool,
+            scratch_gk: bool = False):
+    """The backward kernel: (dL/dk (B, T, G), dL/dbias (G,) | None, dL/dh0 | None, dL/dh_reset | None).
+
+    scratch_gk: dL/dk goes to this thread's reusable workspace (valid only until the next call; for callers
+    that consume it themselves) instead of a fresh tensor."""
     B, T, H = h.shape
     gh = unit_stride_rows(gh)
-    gk = native.empty_large(k.shape, k)
+    gk = native.workspace(k.shape, k) if scratch_gk else native.empty_large(k.shape, k)
     db_rows = k.new_empty(B, k.shape[2]) if need_bias else None  # per batch row; rows run in parallel
     dh0 = torch.empty_like(h0) if (h0 is not None and need_h0) else None
     dhr = torch.empty_like(hr) if (hr is not None and need_hr) else None

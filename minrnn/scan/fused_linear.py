@@ -6,8 +6,9 @@ spends about as long in memory traffic around the kernels as in the kernels. Own
 - `addmm` first copies the broadcast bias into its fresh (B, T, n_gates * H) output and then accumulates into it;
   here `mm` writes x W^T straight into k and the kernel adds the bias while it reads k anyway;
 - the bias gradient is summed inside the backward kernel (per batch row) instead of a separate pass over dL/dk;
-- k and dL/dk are this module's own buffers, so they get huge pages (`native.empty_large`): fresh buffers of
-  >= 32 MiB otherwise page-fault on every 4 KiB page;
+- k is this module's own buffer, so it gets huge pages (`native.empty_large`): fresh buffers of >= 32 MiB
+  otherwise page-fault on every 4 KiB page; dL/dk never leaves the backward, so it lives in a per-thread
+  workspace reused across steps (`native.workspace`: no faults, no zeroing; it stays allocated between steps);
 - dL/dk is written (B*T, n_gates*H) row-major, the layout both backward matmuls (dL/dW = dk^T x, dL/dx = dk W)
   read directly.
 Saved for backward: x (the caller's tensor, no copy), W, k and h, as in the unfused route.
@@ -47,8 +48,9 @@ class FusedLinearCellFn(torch.autograd.Function):
         x, weight, k, h, *opt = ctx.saved_tensors
         bias, h0, hr, m8, r8 = (t if present else None for t, present in zip(opt, ctx.present))
         need = ctx.needs_input_grad
+        # dL/dk never leaves this function (the two matmuls below consume it), so it lives in a reused workspace
         gk, db, dh0, dhr = fused.run_bwd(ctx.flags, k, bias, h, h0, hr, m8, r8, gh, bias is not None and need[2],
-                                         need[3], need[4])
+                                         need[3], need[4], scratch_gk=True)
         B, T, G = gk.shape
         gk2 = gk.view(B * T, G)
         dx = gk2.mm(weight).view(x.shape) if need[0] else None         # (B, T, D)

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -115,6 +116,32 @@ def empty_large(shape, like: torch.Tensor) -> torch.Tensor:
     if HUGEPAGES and nbytes >= HUGE_MIN_BYTES and t.device.type == "cpu" and _load() is not None:
         _lib.minrnn_advise_huge(t.data_ptr(), nbytes)
     return t
+
+
+_scratch = threading.local()
+
+
+def workspace(shape, like: torch.Tensor) -> torch.Tensor:
+    """A scratch tensor of `shape` (contents undefined) reused by later calls on this thread.
+
+    Only for buffers that never leave their caller (the fused layer's dL/dk, consumed by its own two matmuls):
+    a fresh buffer of that size costs page faults and zeroing on every step. The largest size asked for stays
+    allocated until `free_workspace()` or the thread's end."""
+    n = 1
+    for d in shape:
+        n *= int(d)
+    buf = getattr(_scratch, "buf", None)
+    if buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.device != like.device:
+        _scratch.buf = None  # free the old buffer before allocating the new one
+        buf = _scratch.buf = empty_large((max(n, 1),), like)
+    return buf[:n].view(shape)
+
+
+def free_workspace() -> int:
+    """Release this thread's scratch buffer; returns the bytes it held."""
+    buf = getattr(_scratch, "buf", None)
+    _scratch.buf = None
+    return 0 if buf is None else buf.numel() * buf.element_size()
 
 
 def _threads(numel: int) -> int:
