@@ -91,8 +91,8 @@ _CPU_MODELS = {
     "mingru": dict(d_model=128, n_layers=3, expansion=2.0, mlp_ratio=1.5, conv_kernel=4),
     "minlstm": dict(d_model=128, n_layers=3, expansion=1.5, mlp_ratio=1.5, conv_kernel=4),
     "transformer": dict(d_model=128, n_layers=2, n_heads=4, mlp_ratio=4.0),
-    "gru": dict(d_model=128, n_layers=2, rnn_hidden=192),
-    "lstm": dict(d_model=128, n_layers=2, rnn_hidden=160),
+    "gru": dict(d_model=128, n_layers=2, rnn_hidden=200),
+    "lstm": dict(d_model=128, n_layers=2, rnn_hidden=172),
 }
 _PAPER_MODELS = {
     "mingru": dict(d_model=384, n_layers=3, expansion=2.0, mlp_ratio=4.0, conv_kernel=4),
