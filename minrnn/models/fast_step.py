@@ -98,8 +98,10 @@ class _Plan:
         hid = b0.mlp[0].out_features if b0.mlp is not None else 0
         gelu_tanh = b0.mlp is not None and b0.mlp[1].approximate == "tanh"
         token = isinstance(model.embed, nn.Embedding)
-        ints = [cfg.n_layers, cfg.d_model, H, hid, cfg.conv_kernel, int(cfg.cell == "minlstm"),
-                int(bool(cfg.normalize)), int(cfg.candidate == "g"), int(cfg.norm == "layernorm"),
+        k = b0.conv.kernel if b0.conv is not None else 0
+        # the layers' own attributes, which their PyTorch step reads (the config only built them)
+        ints = [len(model.blocks), cfg.d_model, H, hid, k, int(b0.rnn.cell == "minlstm"),
+                int(bool(b0.rnn.normalize)), int(b0.rnn.candidate == "g"), int(isinstance(model.norm, nn.LayerNorm)),
                 model.embed.num_embeddings if token else 0, 0 if token else model.embed.in_features,
                 model.head.out_features, int(gelu_tanh)]
         self.cfg = (ctypes.c_int64 * len(ints))(*ints)
@@ -109,8 +111,8 @@ class _Plan:
                        model.head.weight, model.head.bias]
         for blk in model.blocks:
             self.params += _block_params(blk)
-        self.k, self.d, self.H, self.out = cfg.conv_kernel, cfg.d_model, H, ints[11]
-        self.n_blocks = cfg.n_layers
+        self.k, self.d, self.H, self.out = k, cfg.d_model, H, ints[11]
+        self.n_blocks = len(model.blocks)
         self.shapes = [None if p is None else tuple(p.shape) for p in self.params]
         self.ptrs: tuple | None = None
         self.table = None
@@ -143,12 +145,20 @@ def _block_params(blk) -> list:
     return conv + list(_norm_params(blk.norm1)) + rnn + mlp
 
 
+def _block_key(b) -> tuple:
+    return (b.rnn.cell, b.rnn.normalize, b.rnn.candidate, b.conv.kernel if b.conv is not None else 0,
+            type(b.norm1), b.mlp is not None and b.mlp[0].out_features, b.rnn.hidden_size)
+
+
 def _structure_reason(model) -> str | None:
     """Why the kernel cannot run this model's layout (None if it can)."""
     if not isinstance(model, SequenceModel):
         return f"not a minGRU/minLSTM SequenceModel ({type(model).__name__})"
     if isinstance(model.embed, nn.Embedding) and (model.embed.max_norm is not None):
         return "embedding with max_norm"
+    b0 = model.blocks[0]
+    if any(_block_key(b) != _block_key(b0) for b in model.blocks) or type(model.norm) is not type(b0.norm1):
+        return "blocks of different shapes or options"
     for blk in model.blocks:
         r = blk.rnn
         if r.num_layers != 1 or r.bidirectional or r.h0 is not None or r.proj_size != model.cfg.d_model:
