@@ -36,13 +36,13 @@ from minrnn.tasks.shakespeare import _CPU_MODELS, CharVocab, load_corpus  # noqa
 BASE = "transformer, block 1024 (KV cache)"
 
 
-def speed(model, prompt: torch.Tensor, n: int, fast: bool) -> tuple[float, str]:
-    """Decode tokens/s of `n` tokens after `prompt`, after an 8-token warm-up (same settings as
-    bench/shakespeare_compare.py's gen_speed), and the step that ran."""
+def speed(model, prompt: torch.Tensor, n: int, fast: bool) -> tuple[float, float, str]:
+    """Decode tokens/s of `n` tokens after `prompt` (by wall clock and by CPU time), after an 8-token
+    warm-up (same settings as bench/shakespeare_compare.py's gen_speed), and the step that ran."""
     g = torch.Generator().manual_seed(0)
     generate(model, prompt, 8, 0.8, 0, g, fast=fast)
     _, t = generate(model, prompt, n, 0.8, 0, g, fast=fast)
-    return t["tokens_per_s"], t["step"]
+    return t["tokens_per_s"], (n - 1) / max(t["decode_cpu_s"], 1e-9), t["step"]
 
 
 def load_models(runs: Path, vocab_size: int) -> dict:
@@ -123,17 +123,22 @@ def main() -> int:
     prompts = {"ctx 256-512": vocab.encode(val[:256]).unsqueeze(0), "ctx 1-256": vocab.encode(val[:1]).unsqueeze(0)}
     load0 = os.getloadavg()
     res = {name: {c: [] for c in prompts} for name in models}
+    cpu = {name: {c: [] for c in prompts} for name in models}
     steps = {}
     for _ in range(args.repeat):
         for name, (model, fast, _) in models.items():
             for c, prompt in prompts.items():
-                tps, steps[name] = speed(model, prompt, args.tokens, fast)
+                tps, cps, steps[name] = speed(model, prompt, args.tokens, fast)
                 res[name][c].append(tps)
+                cpu[name][c].append(cps)
     med = {name: {c: statistics.median(v) for c, v in r.items()} for name, r in res.items()}
-    print(f"| model | gen tok/s ctx 256-512 | gen tok/s ctx 1-256 |  (median of {args.repeat}; x = vs {BASE})")
-    print("|---|---|---|")
-    for name, m in med.items():
-        print(f"| {name} | " + " | ".join(f"{m[c]:.0f} ({m[c] / med[BASE][c]:.1f}x)" for c in prompts) + " |")
+    cmed = {name: {c: statistics.median(v) for c, v in r.items()} for name, r in cpu.items()}
+    print(f"(median of {args.repeat}; x = vs {BASE}; 'by CPU time' = tokens per second of this process's CPU time)")
+    print("| model | gen tok/s ctx 256-512 | gen tok/s ctx 1-256 | by CPU time ctx 256-512 | by CPU time ctx 1-256 |")
+    print("|---|---|---|---|---|")
+    for name in models:
+        cells = [f"{d[name][c]:.0f} ({d[name][c] / d[BASE][c]:.1f}x)" for d in (med, cmed) for c in prompts]
+        print(f"| {name} | " + " | ".join(cells) + " |")
     for cell in ("mingru", "minlstm"):
         a, b = med[f"{cell}, C step"], med[f"{cell}, PyTorch step"]
         print(f"{cell}: C step / PyTorch step = " + ", ".join(f"{a[c] / b[c]:.1f}x ({c})" for c in prompts))
@@ -145,8 +150,8 @@ def main() -> int:
             "loadavg_before_after": [load0[0], load1[0]], "allocator": "glibc malloc (default)",
             "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                      cwd=ROOT).stdout.strip(), "tokens": args.tokens, "repeat": args.repeat}
-    rows = [{"model": n, "source": models[n][2], "step": steps[n], "tok_s_all": res[n], "tok_s_median": med[n]}
-            for n in models]
+    rows = [{"model": n, "source": models[n][2], "step": steps[n], "tok_s_all": res[n], "tok_s_median": med[n],
+             "cpu_tok_s_all": cpu[n], "cpu_tok_s_median": cmed[n]} for n in models]
     write_json({"meta": meta, "rows": rows}, Path(args.json))
     print(f"wrote {args.json}")
     return 0

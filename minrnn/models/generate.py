@@ -44,8 +44,9 @@ def _sample(p: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
 @torch.no_grad()
 def generate(model, prompt: torch.Tensor, n: int, temperature: float = 1.0, top_k: int = 0,
              generator: torch.Generator | None = None, fast: bool = True) -> tuple[torch.Tensor, dict]:
-    """prompt (B, P) int64 -> (new tokens (B, n), timing {prefill_s, decode_s, tokens_per_s, step}).
-    Timing counts the decode loop only (n tokens for each of the B sequences). ``fast``: use the compiled
+    """prompt (B, P) int64 -> (new tokens (B, n), timing {prefill_s, decode_s, decode_cpu_s, tokens_per_s,
+    step}). Timing counts the decode loop only (n tokens for each of the B sequences); decode_cpu_s is its
+    CPU time (this process), which time waiting for a loaded core does not inflate. ``fast``: use the compiled
     minGRU/minLSTM step where it applies (same logits to fp32 rounding, same sampling)."""
     if prompt.dim() != 2 or prompt.dtype != torch.int64 or prompt.shape[1] < 1:
         raise ValueError(f"prompt: expected int64 tokens (B, P) with P >= 1, got {prompt.dtype} {tuple(prompt.shape)}")
@@ -59,7 +60,7 @@ def generate(model, prompt: torch.Tensor, n: int, temperature: float = 1.0, top_
     t0 = time.perf_counter()
     ctx = prompt if window is None else prompt[:, -window:]
     logits, state = model(ctx)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     tok = _pick(logits[:, -1], temperature, top_k, generator)
     out = [tok]
     if why is None:  # the compiled step, updating a private copy of the state in place
@@ -77,8 +78,8 @@ def generate(model, prompt: torch.Tensor, n: int, temperature: float = 1.0, top_
             step_logits, state = (dec(tok), None) if why is None else model.step(tok, state)
         tok = _pick(step_logits, temperature, top_k, generator)
         out.append(tok)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     model.train(was_training)
     B = prompt.shape[0]
-    return torch.stack(out, 1), {"prefill_s": t1 - t0, "decode_s": t2 - t1,
+    return torch.stack(out, 1), {"prefill_s": t1 - t0, "decode_s": t2 - t1, "decode_cpu_s": c2 - c1,
                                  "tokens_per_s": B * (n - 1) / max(t2 - t1, 1e-9), "step": kind}
