@@ -348,11 +348,15 @@ def test_fused_linear_matches_reference(cell, normalize, candidate, dtype, bias)
 
 
 def test_large_buffers_ask_for_huge_pages():
-    """empty_large: a plain empty tensor (right shape, dtype, writable); >= 32 MiB it is advised to use huge
-    pages, which the kernel accepts wherever transparent huge pages are not switched off."""
+    """empty_large: a plain empty tensor (right shape, dtype, writable); with MINRNN_HUGEPAGES=1, >= 32 MiB it
+    is advised to use huge pages, which the kernel accepts wherever transparent huge pages are not off."""
     from pathlib import Path
     like = torch.zeros(1, dtype=torch.float32)
-    t = native.empty_large((8, 1 << 20), like)
+    old, native.HUGEPAGES = native.HUGEPAGES, True
+    try:
+        t = native.empty_large((8, 1 << 20), like)
+    finally:
+        native.HUGEPAGES = old
     assert t.shape == (8, 1 << 20) and t.dtype == torch.float32
     t.fill_(1.5)
     assert float(t[7, -1]) == 1.5

@@ -6,9 +6,10 @@ spends about as long in memory traffic around the kernels as in the kernels. Own
 - `addmm` first copies the broadcast bias into its fresh (B, T, n_gates * H) output and then accumulates into it;
   here `mm` writes x W^T straight into k and the kernel adds the bias while it reads k anyway;
 - the bias gradient is summed inside the backward kernel (per batch row) instead of a separate pass over dL/dk;
-- k is this module's own buffer, so it gets huge pages (`native.empty_large`): fresh buffers of >= 32 MiB
-  otherwise page-fault on every 4 KiB page; dL/dk never leaves the backward, so it lives in a per-thread
-  workspace reused across steps (`native.workspace`: no faults, no zeroing; it stays allocated between steps);
+- dL/dk never leaves the backward, so it lives in a per-thread workspace reused across steps
+  (`native.workspace`): a fresh buffer of >= 32 MiB page-faults on every 4 KiB page and is zeroed by the OS on
+  every step; the workspace stays allocated between steps. (k is this module's buffer too: with
+  MINRNN_HUGEPAGES=1 it is advised to use huge pages, an opt-in because it is not faster at every length.)
 - dL/dk is written (B*T, n_gates*H) row-major, the layout both backward matmuls (dL/dW = dk^T x, dL/dx = dk W)
   read directly.
 Saved for backward: x (the caller's tensor, no copy), W, k and h, as in the unfused route.

@@ -104,13 +104,16 @@ def _ptr(t: torch.Tensor | None):
 
 
 # Fresh buffers this large come from a new mmap (glibc's largest mmap threshold is 32 MiB), so every 4 KiB page
-# faults on first touch; `empty_large` asks for transparent huge pages there (MINRNN_HUGEPAGES=0 turns it off).
+# faults on first touch. MINRNN_HUGEPAGES=1 makes `empty_large` ask for transparent huge pages there (opt-in:
+# measured on a 2-core VM it cut a layer step's faults 15-100x and its time by ~15% at T = 512, but direct
+# compaction of huge pages made T >= 1024 up to 1.3x slower; see docs/benchmarks.md).
 HUGE_MIN_BYTES = 32 << 20
-HUGEPAGES = os.environ.get("MINRNN_HUGEPAGES", "1") != "0"
+HUGEPAGES = os.environ.get("MINRNN_HUGEPAGES", "0") == "1"
 
 
 def empty_large(shape, like: torch.Tensor) -> torch.Tensor:
-    """torch.empty(shape) like `like`; a CPU buffer of >= HUGE_MIN_BYTES is advised to use huge pages."""
+    """torch.empty(shape) like `like`; with HUGEPAGES, a CPU buffer of >= HUGE_MIN_BYTES is advised to use huge
+    pages."""
     t = like.new_empty(shape)
     nbytes = t.numel() * t.element_size()
     if HUGEPAGES and nbytes >= HUGE_MIN_BYTES and t.device.type == "cpu" and _load() is not None:
