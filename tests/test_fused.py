@@ -377,3 +377,31 @@ def test_workspace_is_reused_grown_and_freed():
     assert c.shape == (5, 5)
     assert native.workspace((2, 2), like.float()).dtype == torch.float32  # another dtype: a new buffer
     assert native.free_workspace() == 4 * 4 and native.free_workspace() == 0
+
+
+def test_saved_k_buffer_is_reused_only_when_free():
+    """The fused layer's k comes from a per-thread pool: reused after its node's backward freed it, never while
+    a graph still holds it (two forwards before one backward, retain_graph): gradients stay exact."""
+    native.free_workspace()
+    torch.manual_seed(9)
+    m = MinLSTM(5, 7, scan_impl="native", dtype=torch.float64)
+    x1, x2 = torch.randn(2, 9, 5, dtype=torch.float64), torch.randn(2, 9, 5, dtype=torch.float64)
+
+    def grads(fn):
+        m.zero_grad()
+        fn()
+        return [p.grad.clone() for p in m.parameters()]
+
+    want = grads(lambda: (m(x1)[0].square().sum() + m(x2)[0].sum()).backward())  # two graphs alive at once
+    for _ in range(2):  # the pool now holds free buffers of this size: reused, same results
+        assert all(torch.equal(a, b) for a, b in zip(grads(lambda: (m(x1)[0].square().sum()
+                                                                    + m(x2)[0].sum()).backward()), want))
+    y1, y2 = m(x1)[0], m(x2)[0]  # y1's graph is retained: its k must survive y2's and a later forward
+    loss = y1.square().sum()
+    loss.backward(retain_graph=True)
+    m(x2)
+    m.zero_grad()
+    loss.backward()
+    y2.sum().backward()
+    assert all(torch.allclose(p.grad, w, rtol=0, atol=1e-12) for p, w in zip(m.parameters(), want))
+    assert native.free_workspace() > 0

@@ -8,8 +8,10 @@ spends about as long in memory traffic around the kernels as in the kernels. Own
 - the bias gradient is summed inside the backward kernel (per batch row) instead of a separate pass over dL/dk;
 - dL/dk never leaves the backward, so it lives in a per-thread workspace reused across steps
   (`native.workspace`): a fresh buffer of >= 32 MiB page-faults on every 4 KiB page and is zeroed by the OS on
-  every step; the workspace stays allocated between steps. (k is this module's buffer too: with
-  MINRNN_HUGEPAGES=1 it is advised to use huge pages, an opt-in because it is not faster at every length.)
+  every step; the workspace stays allocated between steps. k is saved but never leaves this node either, so
+  it comes from a small per-thread pool (`native.reusable`): a buffer is reused once the node that saved it
+  has been freed (never while a graph still holds it). With MINRNN_HUGEPAGES=1 fresh buffers are advised to
+  use huge pages (opt-in: not faster at every length).
 - dL/dk is written (B*T, n_gates*H) row-major, the layout both backward matmuls (dL/dW = dk^T x, dL/dx = dk W)
   read directly.
 Saved for backward: x (the caller's tensor, no copy), W, k and h, as in the unfused route.
@@ -34,7 +36,7 @@ class FusedLinearCellFn(torch.autograd.Function):
         B, T, D = x.shape
         G = weight.shape[0]
         x = x.contiguous()
-        k = native.empty_large((B, T, G), x)
+        k = native.reusable((B, T, G), x)  # pooled: reused once the node that saved it is freed
         torch.mm(x.view(B * T, D), weight.t(), out=k.view(B * T, G))  # (B*T, G), no bias pass
         bias = None if bias is None else bias.contiguous()
         h0c, hrc, m8, r8 = fused.prepare(h0, h_reset, mask, reset)

@@ -140,11 +140,44 @@ def workspace(shape, like: torch.Tensor) -> torch.Tensor:
     return buf[:n].view(shape)
 
 
+POOL_MAX = 4  # saved-tensor buffers kept per thread for reuse (least recently used dropped first)
+
+
+def reusable(shape, like: torch.Tensor) -> torch.Tensor:
+    """A buffer for a tensor that is saved for backward but never leaves its autograd node (the fused layer's k).
+
+    Reuses a buffer of the same size from this thread's pool when nothing but the pool references it any more
+    (the node that saved it ran backward and was freed; with retain_graph or a pending backward it is still
+    referenced and is left alone); else allocates one and pools it. A fresh buffer >= 32 MiB costs page faults
+    and OS zeroing on every step. Pooled buffers stay allocated between steps (`free_workspace()` releases them).
+    """
+    use_count = getattr(torch._C, "_storage_Use_Count", None)
+    n = 1
+    for d in shape:
+        n *= int(d)
+    if use_count is None or POOL_MAX < 1:
+        return empty_large(shape, like)
+    pool = getattr(_scratch, "pool", None)
+    if pool is None:
+        pool = _scratch.pool = []
+    for i, buf in enumerate(pool):
+        # 2 references when free: the pooled tensor and the temporary storage object of this check
+        if buf.numel() == n and buf.dtype == like.dtype and buf.device == like.device \
+                and use_count(buf.untyped_storage()._cdata) == 2:
+            pool.append(pool.pop(i))
+            return buf.view(shape)
+    buf = empty_large((n,), like)
+    pool.append(buf)
+    if len(pool) > POOL_MAX:
+        pool.pop(0)
+    return buf.view(shape)
+
+
 def free_workspace() -> int:
-    """Release this thread's scratch buffer; returns the bytes it held."""
-    buf = getattr(_scratch, "buf", None)
-    _scratch.buf = None
-    return 0 if buf is None else buf.numel() * buf.element_size()
+    """Release this thread's scratch buffer and pooled buffers; returns the bytes they held."""
+    bufs = [getattr(_scratch, "buf", None)] + list(getattr(_scratch, "pool", None) or [])
+    _scratch.buf, _scratch.pool = None, []
+    return sum(b.numel() * b.element_size() for b in bufs if b is not None)
 
 
 def _threads(numel: int) -> int:
