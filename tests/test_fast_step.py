@@ -228,6 +228,10 @@ def test_bad_input():
         dec = fs.Decoder(m, None, 2)
         with pytest.raises(ValueError, match=r"tok: expected contiguous int64 \(2,\)"):
             dec(torch.tensor([1, 2, 3]))
+        before = [t.clone() for t in dec.state]
+        with pytest.raises(IndexError, match=r"tok: expected ids in \[0, 13\), got \[1, -1\]"):
+            dec(torch.tensor([1, -1]))
+        assert all(torch.equal(a, b) for a, b in zip(dec.state, before))  # rejected before any write
 
 
 def test_sample_is_torch_multinomial():

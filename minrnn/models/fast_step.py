@@ -312,5 +312,7 @@ class Decoder:
         rc = _lib.minrnn_model_step_f32(*self.args, ctypes.c_void_p(tok.data_ptr()), None, self.ptrs, self.ptrs,
                                         self.out_ptr, self.B)
         if rc:
+            if rc < 0:
+                raise MemoryError("fast step: out of memory")
             raise IndexError(f"tok: expected ids in [0, {self.vocab}), got {tok.tolist()}")
         return self.out
