@@ -60,7 +60,7 @@ def test_config_errors_and_presets():
     with pytest.raises(ValueError, match="amp"):
         tr.TrainConfig(amp="fp8")
     _, kc, tc = tr.resolve_config("shakespeare", "cpu", {"model": "gru", "lr": 5e-4})
-    assert (kc.model, kc.rnn_hidden, tc.lr, tc.time_budget) == ("gru", 192, 5e-4, 900.0)
+    assert (kc.model, kc.rnn_hidden, tc.lr, tc.time_budget) == ("gru", 200, 5e-4, 900.0)
 
 
 @needs_data
