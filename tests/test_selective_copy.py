@@ -172,6 +172,12 @@ def test_task_loss_on_a_model_and_presets():
                                                    lr=3e-4, weight_decay=0.05, grad_clip=1.0, batch_size=64,
                                                    steps=400_000)
     cpu = SelectiveCopy.preset("cpu", "minlstm")
+    # the cpu preset of docs/selective_copy.md: the same model and task, a data region of 32 (inputs 48)
+    assert {k: cpu[k] for k in ("d_model", "n_layers", "expansion", "conv_kernel", "mlp_ratio", "seq_len",
+                                "n_tokens", "vocab_size", "lr", "batch_size", "steps", "time_budget")} == \
+        dict(d_model=64, n_layers=3, expansion=6.0, conv_kernel=0, mlp_ratio=0.0, seq_len=32, n_tokens=16,
+             vocab_size=16, lr=5e-3, batch_size=32, steps=4000, time_budget=1800.0)
+    assert SelectiveCopy.preset("cpu", "gru")["d_model"] == 64 and "expansion" not in SelectiveCopy.preset("cpu", "gru")
     fields = {k: v for k, v in cpu.items() if k in SelectiveCopyConfig.__dataclass_fields__}
     task = SelectiveCopy(SelectiveCopyConfig(model="minlstm", **dict(fields, seq_len=32)))
     model = task.build_model()
