@@ -18,18 +18,14 @@ can be mixed freely.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import shutil
-import subprocess
-import tempfile
 import weakref
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from ..scan.native import _cache_dir
+from ..scan.native import compile_library
 from .block import RMSNorm, SequenceModel
 
 _SRC = Path(__file__).resolve().parent.parent / "csrc" / "step.c"
@@ -42,23 +38,7 @@ _plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> _Pla
 
 def build() -> Path:
     """Compile csrc/step.c if needed (cached by a hash of source and flags) and return the library path."""
-    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        raise RuntimeError("no C compiler found (install gcc or set CC)")
-    key = hashlib.sha256(_SRC.read_bytes() + " ".join([cc] + _FLAGS).encode()).hexdigest()[:16]
-    out = _cache_dir() / f"minrnn_step_{key}.so"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
-    os.close(fd)
-    cmd = [cc, *_FLAGS, str(_SRC), "-o", tmp, "-lm"]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        os.unlink(tmp)
-        raise RuntimeError(f"compiling the fast step failed ({' '.join(cmd)}):\n{res.stderr}")
-    os.replace(tmp, out)
-    return out
+    return compile_library("minrnn_step", [_SRC], _FLAGS, libs=("-lm",))
 
 
 def _load():

@@ -33,26 +33,36 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("MINRNN_CACHE", Path.home() / ".cache" / "minrnn"))
 
 
-def build(verbose: bool = False) -> Path:
-    """Compile the kernel if needed and return the path of the shared library."""
+def compile_library(name: str, srcs: list[Path], flags: list[str], headers: tuple[Path, ...] = (),
+                    libs: tuple[str, ...] = ()) -> Path:
+    """Compile `srcs` into a shared library cached under `_cache_dir()` as ``{name}_{hash}.so``, the hash
+    covering sources, headers, compiler and flags; written atomically (temp file, then rename). Returns its path;
+    raises RuntimeError when no compiler is found or compilation fails (with the compiler's message)."""
     cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         raise RuntimeError("no C compiler found (install gcc or set CC)")
-    src = b"".join(p.read_bytes() for p in _SRCS + _HEADERS)
-    key = hashlib.sha256(src + " ".join([cc] + _FLAGS).encode()).hexdigest()[:16]
-    out = _cache_dir() / f"minrnn_scan_{key}.so"
+    if shutil.which(cc) is None:
+        raise RuntimeError(f"C compiler: expected an executable, got CC={cc!r}")
+    src = b"".join(p.read_bytes() for p in [*srcs, *headers])
+    key = hashlib.sha256(src + " ".join([cc, *flags, *libs]).encode()).hexdigest()[:16]
+    out = _cache_dir() / f"{name}_{key}.so"
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
     os.close(fd)
-    cmd = [cc, *_FLAGS, *map(str, _SRCS), "-o", tmp]
+    cmd = [cc, *flags, *map(str, srcs), "-o", tmp, *libs]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         os.unlink(tmp)
-        raise RuntimeError(f"compiling the native scan failed ({' '.join(cmd)}):\n{res.stderr}")
+        raise RuntimeError(f"compiling {name} failed ({' '.join(cmd)}):\n{res.stderr}")
     os.replace(tmp, out)
     return out
+
+
+def build(verbose: bool = False) -> Path:
+    """Compile the scan kernels if needed and return the path of the shared library."""
+    return compile_library("minrnn_scan", _SRCS, _FLAGS, tuple(_HEADERS))
 
 
 def _load():
