@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Selective copying (issue 5): the full experiment commands. Run from the repository root.
-#   scripts/experiments/selective_copy.sh cpu [GROUP]     # cpu preset (~7 min per 3-layer run on one free core)
+#   scripts/experiments/selective_copy.sh cpu [GROUP]     # cpu preset (5-8 min per 3-layer run on one free core)
 #   scripts/experiments/selective_copy.sh paper [GROUP]   # paper preset: 400k steps at length 4096 (GPU)
 #   scripts/experiments/selective_copy.sh table           # tables and the accuracy-vs-time plot of what exists
 # GROUP (default all, in this order):
