@@ -4,7 +4,8 @@
 #   scripts/experiments/rl.sh paper   # the full grid: 3 envs x (medium, medium-replay) x 3 models x 3 seeds,
 #                                     # DT's recipe (100k steps, d 128, 3 layers, K 20, lr 1e-4): GPU-days on CPU
 #   scripts/experiments/rl.sh grid    # every stand-in cell (3 envs x medium, medium-replay) x 3 models x SEEDS,
-#                                     # cpu preset; finished runs and evals are skipped, so it resumes
+#                                     # cpu preset; finished runs and evals are skipped, a killed run is
+#                                     # continued from its last checkpoint (--resume), so it resumes
 #   scripts/experiments/rl.sh table   # markdown table of every eval json under $RUNS, and the score plot
 # Each run: `minrnn train rl`, then `minrnn rl eval` of the last checkpoint (EPISODES per seed, 3 eval seeds)
 # into RUN_DIR/eval_rl.json; minRNN runs are also evaluated with --mode window (DT-style acting) for comparison.
@@ -21,7 +22,10 @@ mkdir -p "$RUNS/logs"
 
 run() {  # run NAME PRESET ENV DATASET MODEL SEED
   local name=$1 preset=$2 env=$3 ds=$4 model=$5 seed=$6
-  if [ ! -f "$RUNS/$name/summary.json" ]; then
+  if [ ! -f "$RUNS/$name/summary.json" ] && [ -f "$RUNS/$name/ckpt_last.pt" ]; then  # killed mid-run: continue it
+    $PY -m minrnn.cli train --resume "$RUNS/$name" --no-progress >> "$RUNS/logs/$name.log" 2>&1
+  elif [ ! -f "$RUNS/$name/summary.json" ]; then
+    rm -rf "${RUNS:?}/$name"  # killed before its first checkpoint: nothing to keep
     $PY -m minrnn.cli train rl --preset "$preset" --env "$env" --dataset "$ds" --model "$model" --seed "$seed" \
       --threads "$THREADS" --out-dir "$RUNS" --run-name "$name" --no-progress > "$RUNS/logs/$name.log" 2>&1
   fi
