@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..scan.native import compile_library
+from ..scan.native import compile_library, load_library
 from .block import RMSNorm, SequenceModel
 
 _SRC = Path(__file__).resolve().parent.parent / "csrc" / "step.c"
@@ -41,20 +41,15 @@ def build() -> Path:
     return compile_library("minrnn_step", [_SRC], _FLAGS, libs=("-lm",))
 
 
+def _declare(lib) -> None:
+    lib.minrnn_model_step_f32.argtypes = [ctypes.c_void_p] * 8 + [ctypes.c_int64]
+    lib.minrnn_model_step_f32.restype = ctypes.c_int
+
+
 def _load():
     global _lib, _error
-    if _lib is not None or _error is not None:
-        return _lib
-    if os.environ.get("MINRNN_DISABLE_NATIVE"):
-        _error = "disabled by MINRNN_DISABLE_NATIVE"
-        return None
-    try:
-        lib = ctypes.CDLL(str(build()))
-        lib.minrnn_model_step_f32.argtypes = [ctypes.c_void_p] * 8 + [ctypes.c_int64]
-        lib.minrnn_model_step_f32.restype = ctypes.c_int
-        _lib = lib
-    except (RuntimeError, OSError) as e:
-        _error = str(e)
+    if _lib is None and _error is None:
+        _lib, _error = load_library(build, _declare)
     return _lib
 
 

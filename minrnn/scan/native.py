@@ -65,30 +65,38 @@ def build(verbose: bool = False) -> Path:
     return compile_library("minrnn_scan", _SRCS, _FLAGS, tuple(_HEADERS))
 
 
+def load_library(build_fn, declare) -> tuple[ctypes.CDLL | None, str | None]:
+    """(library, None) after building with `build_fn()` and declaring its signatures with `declare(lib)`, or
+    (None, reason) when MINRNN_DISABLE_NATIVE is set or building/loading fails. Callers cache the pair."""
+    if os.environ.get("MINRNN_DISABLE_NATIVE"):
+        return None, "disabled by MINRNN_DISABLE_NATIVE"
+    try:
+        lib = ctypes.CDLL(str(build_fn()))
+        declare(lib)
+        return lib, None
+    except (RuntimeError, OSError) as e:
+        return None, str(e)
+
+
+def _declare(lib) -> None:
+    ptr, i64 = ctypes.c_void_p, ctypes.c_int64
+    flags3 = [ctypes.c_int] * 3  # cell, normalize, candidate g
+    for suf in ("f32", "f64"):
+        getattr(lib, f"scan_fwd_{suf}").argtypes = [ptr] * 4 + [i64] * 3 + [ctypes.c_int]
+        getattr(lib, f"scan_bwd_{suf}").argtypes = [ptr] * 7 + [i64] * 3 + [ctypes.c_int]
+        # fused_fwd(flags, k, bias, h0, h, mask, reset, h_reset, B, T, H, threads)
+        getattr(lib, f"fused_fwd_{suf}").argtypes = flags3 + [ptr] * 7 + [i64] * 3 + [ctypes.c_int]
+        # fused_bwd(flags, k, bias, h, h0, gh, gh_stride_b, gh_stride_t, gk, dbias_rows, dh0, mask, reset,
+        #           h_reset, dh_reset, B, T, H, threads)
+        getattr(lib, f"fused_bwd_{suf}").argtypes = (flags3 + [ptr] * 5 + [i64] * 2 + [ptr] * 7 + [i64] * 3
+                                                     + [ctypes.c_int])
+    lib.minrnn_advise_huge.argtypes = [ptr, i64]
+
+
 def _load():
     global _lib, _error
-    if _lib is not None or _error is not None:
-        return _lib
-    if os.environ.get("MINRNN_DISABLE_NATIVE"):
-        _error = "disabled by MINRNN_DISABLE_NATIVE"
-        return None
-    try:
-        lib = ctypes.CDLL(str(build()))
-        for suf in ("f32", "f64"):
-            getattr(lib, f"scan_fwd_{suf}").argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3 + [ctypes.c_int]
-            getattr(lib, f"scan_bwd_{suf}").argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 3 + [ctypes.c_int]
-            flags3 = [ctypes.c_int] * 3  # cell, normalize, candidate g
-            ptr, i64 = ctypes.c_void_p, ctypes.c_int64
-            # fused_fwd(flags, k, bias, h0, h, mask, reset, h_reset, B, T, H, threads)
-            getattr(lib, f"fused_fwd_{suf}").argtypes = flags3 + [ptr] * 7 + [i64] * 3 + [ctypes.c_int]
-            # fused_bwd(flags, k, bias, h, h0, gh, gh_stride_b, gh_stride_t, gk, dbias_rows, dh0, mask, reset,
-            #           h_reset, dh_reset, B, T, H, threads)
-            getattr(lib, f"fused_bwd_{suf}").argtypes = (flags3 + [ptr] * 5 + [i64] * 2 + [ptr] * 7 + [i64] * 3
-                                                         + [ctypes.c_int])
-        lib.minrnn_advise_huge.argtypes = [ctypes.c_void_p, ctypes.c_int64]
-        _lib = lib
-    except (RuntimeError, OSError) as e:
-        _error = str(e)
+    if _lib is None and _error is None:
+        _lib, _error = load_library(build, _declare)
     return _lib
 
 
