@@ -16,6 +16,7 @@ RUNS=${RUNS:-runs}
 THREADS=${THREADS:-1}
 EPISODES=${EPISODES:-5}
 SEEDS=${SEEDS:-"0 1 2"}
+CELLS=${CELLS:-"hopper:medium hopper:medium-replay walker2d:medium halfcheetah:medium walker2d:medium-replay halfcheetah:medium-replay"}  # grid cells (env:dataset)
 WINDOW=${WINDOW:-1}   # 0: skip the extra --mode window evaluation of the minRNN runs
 export OMP_WAIT_POLICY=PASSIVE
 mkdir -p "$RUNS/logs"
@@ -46,8 +47,7 @@ case "$WHAT" in
       done
     done ;;
   grid)
-    for cell in hopper:medium hopper:medium-replay walker2d:medium halfcheetah:medium walker2d:medium-replay \
-                halfcheetah:medium-replay; do
+    for cell in $CELLS; do
       env=${cell%%:*}; ds=${cell#*:}
       for seed in $SEEDS; do
         for model in mingru minlstm dt; do
