@@ -54,10 +54,13 @@ def test_train_eval_plot(tmp_path, capsys):
     out = json.loads(_cli("rl", "eval", tmp_path / "runs" / "mingru", "--episodes", 2, "--seeds", "0,1",
                           "--out", tmp_path / "ev.json", cwd=tmp_path).strip().splitlines()[-1])
     assert out["mode"] == "carried" and out["episodes"] == 4 and out["step"] == 4
+    from minrnn.models.fast_step import available
+    assert out["acting"] == ("native C step" if available() else out["acting"])
+    assert out["acting"].startswith(("native C step", "PyTorch forward"))
     assert json.loads((tmp_path / "ev.json").read_text()) == out
     np.testing.assert_allclose(out["score_mean"], float(normalized_score("hopper", out["return_mean"])), rtol=1e-9)
     dt = json.loads(_main(capsys, "rl", "eval", tmp_path / "runs" / "dt", "--episodes", 1).splitlines()[-1])
-    assert dt["mode"] == "window" and dt["model"] == "transformer"
+    assert dt["mode"] == "window" and dt["model"] == "transformer" and dt["acting"].startswith("PyTorch forward")
     _main(capsys, "rl", "plot", tmp_path / "runs" / "mingru", tmp_path / "runs" / "dt", "--out", tmp_path / "s.png")
     assert (tmp_path / "s.png").stat().st_size > 1000
 

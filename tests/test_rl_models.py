@@ -35,6 +35,45 @@ def test_acting_equals_forward(arch, conv):
         torch.testing.assert_close(torch.stack(outs, 1), y, atol=2e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ["mingru", "minlstm"])
+@pytest.mark.parametrize("conv", [0, 4])
+def test_carried_acting_native_step_equals_pytorch(arch, conv, monkeypatch):
+    """Carried acting runs the backbone's C step (one call per token); it equals the PyTorch forward path
+    and the full-sequence forward, and MINRNN_DISABLE_FAST_STEP / fast=False switch it off."""
+    from minrnn.models import fast_step as fs
+    if not fs.available():
+        pytest.skip(f"native step unavailable: {fs.unavailable_reason()}")
+    torch.manual_seed(2)
+    m = DecisionModel(arch, 5, 2, context=9, d_model=32, n_layers=2, conv_kernel=conv).eval()
+    R, S, A, T = _seq(seed=2)
+    with torch.no_grad():
+        y, _ = m(R, S, A, T)
+    calls = []
+    real = fs._lib.minrnn_model_step_f32
+    monkeypatch.setattr(fs._lib, "minrnn_model_step_f32", lambda *a: calls.append(1) or real(*a))
+
+    def play(actor):
+        outs = []
+        for t in range(9):
+            outs.append(actor.act(R[:, t, 0], S[:, t], T[:, t]))
+            actor.observe_action(A[:, t])
+        return torch.stack(outs, 1)
+
+    fast = Actor(m, 3, "carried")
+    assert fast.fast and fast.step_kind == "native C step"
+    y_fast = play(fast)
+    assert len(calls) == 2 + 3 * 8  # (R_1, s_1), then (a_{t-1}, R_t, s_t): one kernel call per token
+    slow = Actor(m, 3, "carried", fast=False)
+    assert not slow.fast and "fast=False" in slow.step_kind
+    y_slow = play(slow)
+    assert len(calls) == 26
+    torch.testing.assert_close(y_fast, y_slow, atol=2e-6, rtol=1e-5)
+    torch.testing.assert_close(y_fast, y, atol=2e-6, rtol=1e-5)
+    monkeypatch.setenv("MINRNN_DISABLE_FAST_STEP", "1")
+    off = Actor(m, 3, "carried")
+    assert not off.fast and "MINRNN_DISABLE_FAST_STEP" in off.step_kind
+
+
 def test_dt_backbone_has_no_position_embedding():
     """DT's GPT-2 drops position embeddings; the timestep embedding is its only position signal. Without
     them, the KV-cached step still equals the full forward, and the parameter count drops by block * d."""

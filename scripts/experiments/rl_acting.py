@@ -2,7 +2,8 @@
 
   python scripts/experiments/rl_acting.py [--steps 300] [--contexts 20,100] [--batch 1] [--out runs/rl_acting.json]
 
-For each context K: Decision-minGRU / -minLSTM acting with a carried state (O(1) per step) and re-running the
+For each context K: Decision-minGRU / -minLSTM acting with a carried state (O(1) per step; through the C
+step of `models.fast_step`, the default, and through the PyTorch forward, "carried-pt") and re-running the
 last K steps (window), and DT re-running its last K steps (as DT does). Untrained DT-recipe-sized models
 (d 128, 3 layers, 1 head; the cost does not depend on the weights), Hopper dims, fp32, 1 thread. Rounds are
 interleaved (every variant once per round, 5 rounds) and the median round is reported, so machine noise hits
@@ -27,7 +28,7 @@ from minrnn.tasks.rl.models import Actor, DecisionModel  # noqa: E402
 
 def time_acting(model, mode: str, steps: int, batch: int) -> float:
     """Milliseconds per env step of Actor.act + observe_action over `steps` steps from t = 0."""
-    actor = Actor(model, batch, mode)
+    actor = Actor(model, batch, "carried" if mode == "carried-pt" else mode, fast=mode != "carried-pt")
     g = torch.Generator().manual_seed(0)
     obs = torch.randn(steps, batch, model.obs_dim, generator=g)
     t0 = time.perf_counter()
@@ -51,7 +52,8 @@ def main() -> int:
         torch.manual_seed(0)
         models = {arch: DecisionModel(arch, 11, 3, context=K, d_model=128, n_layers=3, n_heads=1, conv_kernel=0,
                                       dropout=0.1).eval() for arch in ("mingru", "minlstm", "transformer")}
-        variants = [("mingru", "carried"), ("mingru", "window"), ("minlstm", "carried"), ("transformer", "window")]
+        variants = [("mingru", "carried"), ("mingru", "carried-pt"), ("mingru", "window"), ("minlstm", "carried"),
+                    ("minlstm", "carried-pt"), ("transformer", "window")]
         times = {v: [] for v in variants}
         for _ in range(a.rounds):
             for arch, mode in variants:
@@ -61,7 +63,7 @@ def main() -> int:
             ms = statistics.median(ts)
             rows.append(dict(context=K, model="dt" if arch == "transformer" else arch, mode=mode, ms_per_step=ms,
                              model_steps_per_s=1e3 / ms, cost_vs_dt=ms / dt))
-            print(f"K={K:4d} {rows[-1]['model']:8s} {mode:8s} {ms:7.3f} ms/step  {1e3 / ms:8.1f} steps/s  "
+            print(f"K={K:4d} {rows[-1]['model']:8s} {mode:10s} {ms:7.3f} ms/step  {1e3 / ms:8.1f} steps/s  "
                   f"{ms / dt:5.2f}x DT's cost")
     out = dict(rows=rows, steps=a.steps, batch=a.batch, rounds=a.rounds, torch=torch.__version__,
                machine=platform.processor() or platform.machine(), threads=1,

@@ -7,7 +7,8 @@ value plus a learned embedding of the episode timestep t, followed by a LayerNor
 and the action a_t is predicted (tanh) from the output at the state token s_t. Only the backbone differs.
 
 Acting (`Actor`): the recurrent models feed the new tokens (a_{t-1}, R_t, s_t) into their carried state,
-O(1) work per environment step; `Actor(mode="window")` instead re-runs the last K steps from scratch, which
+O(1) work per environment step, through the whole-backbone C step (`models.fast_step`, one call per token)
+where it applies and the PyTorch forward otherwise (same values up to fp32 rounding); `Actor(mode="window")` instead re-runs the last K steps from scratch, which
 is what DT does (and what a recurrent model trained on K-step windows sees in training).
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from ...models.baselines import make_model
+from ...models.fast_step import fast_step, why_not
 
 
 class DecisionModel(nn.Module):
@@ -65,9 +67,11 @@ class Actor:
 
     mode "carried" (recurrent models only): feed (a_{t-1}, R_t, s_t) into the carried state, O(1) per step.
     mode "window": re-run the last `context` steps (R, s, a) from scratch at every step, as DT does.
+    fast (carried mode): run the backbone's step in C (`models.fast_step`) where it applies; False (or
+    MINRNN_DISABLE_FAST_STEP) keeps the PyTorch forward. `step_kind` says which one runs.
     """
 
-    def __init__(self, model: DecisionModel, batch_size: int, mode: str | None = None):
+    def __init__(self, model: DecisionModel, batch_size: int, mode: str | None = None, fast: bool = True):
         mode = mode or ("carried" if model.recurrent else "window")
         if mode not in ("carried", "window"):
             raise ValueError(f"mode: expected 'carried' or 'window', got {mode!r}")
@@ -80,6 +84,14 @@ class Actor:
         self.state = model.init_state(batch_size) if mode == "carried" else None
         self.hist: list[tuple] = []  # (rtg, state, action, t) per step, for window mode
         self.prev = None  # embedded token of a_{t-1} not yet fed (carried mode)
+        self.fast = False
+        if mode == "window":
+            self.step_kind = "PyTorch forward over the window"
+        else:
+            with torch.no_grad():  # why_not depends on grad mode; act() runs without grad
+                why = why_not(model.backbone) if fast else "fast=False"
+            self.fast = why is None
+            self.step_kind = "native C step" if self.fast else f"PyTorch forward ({why})"
 
     @torch.no_grad()
     def act(self, rtg, obs, t) -> torch.Tensor:
@@ -99,8 +111,12 @@ class Actor:
             return m.predict_a(h[:, -1])
         tok = m.tokens(r, s, torch.zeros(self.B, 1, m.act_dim, dtype=self.dtype, device=self.device), t)
         new = tok[:, :2] if self.prev is None else torch.cat([self.prev, tok[:, :2]], dim=1)  # (B, 2|3, d)
-        h, self.state = m.backbone(new, self.state)
         self._t = t
+        if self.fast:  # one C call per token; the state keeps the PyTorch layout
+            for i in range(new.shape[1]):
+                out, self.state = fast_step(m.backbone, new[:, i], self.state)
+            return m.predict_a(out)
+        h, self.state = m.backbone(new, self.state)
         return m.predict_a(h[:, -1])
 
     def observe_action(self, action) -> None:
