@@ -66,22 +66,47 @@ def _plot(args) -> int:
         import matplotlib.pyplot as plt
     except ImportError as e:
         raise ImportError("plotting needs matplotlib: pip install 'minrnn[plot]'") from e
+    import numpy as np
+
     from minrnn.checkpoint import read_metrics
-    fig, ax = plt.subplots(figsize=(6, 4))
+    curves: dict = {}  # (env-dataset, model) -> list of (steps, scores), one per run (seed)
     for rd in args.run_dirs:
         ev = [m for m in read_metrics(rd) if m.get("kind") == "eval" and "val_score" in m]
         if not ev:
             raise ValueError(f"{rd}: expected eval lines with val_score in metrics.jsonl (train with "
                              "--eval-episodes > 0), got none")
         cfg = json.loads((Path(rd) / "config.json").read_text())["task_config"]
-        ax.plot([m["step"] for m in ev], [m["val_score"] for m in ev], marker="o",
-                label=f"{cfg['model']} {cfg['env']}-{cfg['dataset']} ({Path(rd).name})")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("D4RL-normalised score")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+        model = "dt" if cfg["model"] == "transformer" else cfg["model"]
+        curves.setdefault((f"{cfg['env']}-{cfg['dataset']}", model), []).append(
+            ([m["step"] for m in ev], [m["val_score"] for m in ev]))
+    cells = sorted({c for c, _ in curves})
+    cols = min(3, len(cells))
+    rows = (len(cells) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False,
+                             constrained_layout=True)
+    colors = {"mingru": "tab:blue", "minlstm": "tab:orange", "dt": "tab:green"}
+    for ax, cell in zip(axes.flat, cells):
+        for (c, model), runs in sorted(curves.items()):
+            if c != cell:
+                continue
+            steps = sorted(set.intersection(*(set(s) for s, _ in runs)))  # steps every seed evaluated
+            ys = np.array([[dict(zip(s, y))[t] for t in steps] for s, y in runs])  # (seeds, steps)
+            col = colors.get(model)
+            ax.plot(steps, ys.mean(0), marker="o", color=col, label=f"{model} ({len(runs)} seed"
+                    f"{'s' if len(runs) > 1 else ''})")
+            if len(runs) > 1:
+                ax.fill_between(steps, ys.min(0), ys.max(0), color=col, alpha=0.15)
+        ax.set_title(cell, fontsize=9)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("D4RL-normalised score")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(cells):]:
+        ax.axis("off")
+    fig.suptitle("evaluation during training: mean over seeds (band: min-max)", fontsize=9)
     tmp = f"{args.out}.tmp.png"
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
     os.replace(tmp, args.out)
     print(f"wrote {args.out}")
     return 0

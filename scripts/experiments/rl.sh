@@ -6,7 +6,8 @@
 #   scripts/experiments/rl.sh grid    # every stand-in cell (3 envs x medium, medium-replay) x 3 models x SEEDS,
 #                                     # cpu preset; finished runs and evals are skipped, a killed run is
 #                                     # continued from its last checkpoint (--resume), so it resumes
-#   scripts/experiments/rl.sh table   # markdown table of every eval json under $RUNS, and the score plot
+#   scripts/experiments/rl.sh table   # markdown tables of every eval json under $RUNS, and the score plot
+#                                     # (one panel per env-dataset, mean over seeds) of every finished run
 # Each run: `minrnn train rl`, then `minrnn rl eval` of the last checkpoint (EPISODES per seed, 3 eval seeds)
 # into RUN_DIR/eval_rl.json; minRNN runs are also evaluated with --mode window (DT-style acting) for comparison.
 set -euo pipefail
@@ -67,6 +68,7 @@ case "$WHAT" in
     done ;;
   table)
     $PY scripts/experiments/rl_table.py "$RUNS"
-    ls -d "$RUNS"/rl-*-s0 >/dev/null 2>&1 && $PY -m minrnn.cli rl plot "$RUNS"/rl-*-s0 --out "$RUNS/rl_score.png" ;;
+    done_runs=$(for d in "$RUNS"/rl-*-s[0-9]*; do [ -f "$d/summary.json" ] && echo "$d"; done)  # finished runs
+    [ -n "$done_runs" ] && $PY -m minrnn.cli rl plot $done_runs --out "$RUNS/rl_score.png" ;;
   *) echo "usage: $0 small|grid|paper|table" >&2; exit 2 ;;
 esac

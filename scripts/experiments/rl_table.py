@@ -5,7 +5,10 @@ RUNS_DIR, groups by (env, dataset, model, acting mode) and prints, per group: th
 the D4RL-normalised score as mean +- std over the training seeds (each seed's score is the mean over its
 evaluation episodes) and the std over one run's episodes (averaged over runs), the raw return as mean +- std
 over seeds, the evaluation episodes in total, env steps/s of acting and the
-model's milliseconds per env step. The paper's numbers (average over D4RL's 9 datasets) are printed below.
+model's milliseconds per env step. Then the paper-style summary: one row per env-dataset, one column per model
+in its own acting mode (minRNNs carried, DT window), and the average over the cells that every model has
+(mean of the per-cell means; the std column of a cell is over its seeds). The paper's numbers (average over
+D4RL's 9 datasets) are printed below.
 """
 from __future__ import annotations
 
@@ -44,6 +47,29 @@ def main(root: str) -> int:
               f"{statistics.mean(x['score_std'] for x in rs):.1f} | {r[0]:.0f} +- {r[1]:.0f} | {sum(x['episodes'] for x in rs)} | "
               f"{statistics.mean(x['steps_per_s'] for x in rs):.0f} | "
               f"{statistics.mean(x['model_ms_per_step'] for x in rs):.2f} |")
+    own = {k: v for k, v in groups.items() if k[3] == ("window" if k[2] == "dt" else "carried")}
+    cells = sorted({(k[0], k[1]) for k in own})
+    models = [m for m in ("mingru", "minlstm", "dt") if any(k[2] == m for k in own)]
+    print("\n| env-dataset | " + " | ".join(f"{m} (seeds)" for m in models) + " |")
+    print("|---|" + "---|" * len(models))
+    full = []
+    for env, ds in cells:
+        row = []
+        for m in models:
+            rs = next((v for k, v in own.items() if k[:3] == (env, ds, m)), None)
+            if rs is None:
+                row.append("-")
+                continue
+            mu, sd = _ms([x["score_mean"] for x in rs])
+            row.append(f"{mu:.1f} +- {sd:.1f} ({len(rs)})")
+        if "-" not in row:
+            full.append((env, ds))
+        print(f"| {env}-{ds} | " + " | ".join(row) + " |")
+    if full:
+        avg = [statistics.mean(_ms([x["score_mean"] for x in own[(env, ds, m, "window" if m == "dt" else
+                                                                     "carried")]])[0] for env, ds in full)
+               for m in models]
+        print(f"| average of {len(full)} cells | " + " | ".join(f"{a:.1f}" for a in avg) + " |")
     print(f"\n{PAPER}")
     return 0
 
