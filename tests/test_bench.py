@@ -118,3 +118,32 @@ def test_list_flags_parse_and_bad_lists_are_rejected(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "--lengths", "1,x"])
     assert "--lengths: expected a comma-separated list of int, got '1,x'" in capsys.readouterr().err
+
+
+def test_thread_sweep_times_each_count_and_compares_each_side_at_its_fastest(tmp_path):
+    """--thread-sweep 1,2: every row at both counts, back to back; the bare row is its fastest count (so
+    'best t' speed-ups compare each side at its best); per-count speed-ups pair equal counts."""
+    from minrnn.bench.run import run_bench
+    cfg = quick_config(rows=("minGRU fused", "nn.GRU", "GRU loop"), groups=("train",), lengths=(16, 64),
+                       thread_sweep=(1, 2), loop_max_len=16, out=str(tmp_path))
+    res = run_bench(cfg, progress=False)
+    idx = {(e["row"], e["size"]): e for e in res["results"]}
+    for row in ("minGRU fused", "nn.GRU"):
+        for n in (16, 64):
+            one, two, best = idx[(f"{row} @1t", n)], idx[(f"{row} @2t", n)], idx[(row, n)]
+            assert (one["threads"], two["threads"]) == (1, 2)
+            assert best["median_ms"] == min(one["median_ms"], two["median_ms"])
+            assert best["threads"] == (1 if one["median_ms"] <= two["median_ms"] else 2)
+            assert best["by_threads"] == {"1": one["median_ms"], "2": two["median_ms"]}
+    assert ("GRU loop", 64) not in idx and ("GRU loop @2t", 64) not in idx
+    assert [s for s in res["skipped"] if s["row"] == "GRU loop"] == [
+        {"row": "GRU loop", "size": 64, "reason": "length > loop_max_len=16"}]  # recorded once, not per count
+    sp = dict(report.speedups(res))
+    assert sp["nn.GRU / minGRU fused (best t)"][64] == idx[("nn.GRU", 64)]["median_ms"] / idx[("minGRU fused", 64)]["median_ms"]
+    assert sp["nn.GRU / minGRU fused @2t"][16] == (idx[("nn.GRU @2t", 16)]["median_ms"]
+                                                  / idx[("minGRU fused @2t", 16)]["median_ms"])
+    text = report.format_report(res)
+    assert "threads 1,2 (each row at each count" in text and "nn.GRU / minGRU fused @1t" in text
+    assert torch.get_num_threads() == 1  # restored to the first count
+    with pytest.raises(ValueError, match="thread_sweep: expected thread counts >= 1"):
+        BenchConfig(thread_sweep=(0, 2))

@@ -16,6 +16,9 @@ class BenchConfig:
     dtype: str = field(default="float32", metadata={"help": "float32 | float64 | bfloat16 | float16"})
     device: str = field(default="cpu", metadata={"help": "cpu | cuda"})
     threads: int = field(default=1, metadata={"help": "torch.set_num_threads (CPU)"})
+    thread_sweep: tuple = field(default=(), metadata={
+        "help": "time every row at each of these thread counts, side by side (overrides threads; rows are "
+                "named 'ROW @Nt', and 'ROW' is its fastest count, so speed-ups compare each side at its best)"})
     warmup: int = field(default=1, metadata={"help": "untimed calls before timing"})
     repeats: int = field(default=5, metadata={"help": "timed calls (median reported)"})
     min_repeats: int = field(default=3, metadata={"help": "timed calls even past the time budget"})
@@ -34,6 +37,8 @@ class BenchConfig:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
         if self.warmup < 0 or self.max_seconds <= 0:
             raise ValueError(f"warmup >= 0 and max_seconds > 0 expected, got {self.warmup}, {self.max_seconds}")
+        if any(int(t) < 1 for t in self.thread_sweep):
+            raise ValueError(f"thread_sweep: expected thread counts >= 1, got {self.thread_sweep}")
         if not self.lengths or any(int(t) < 1 for t in self.lengths):
             raise ValueError(f"lengths: expected positive ints, got {self.lengths}")
         if self.dtype not in ("float32", "float64", "bfloat16", "float16"):

@@ -37,23 +37,42 @@ def _fmt(v, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-def speedups(res: dict) -> list[tuple[str, dict]]:
-    """[(label, {length: ratio})] for the headline pairs present in the result."""
+def _sweep(res: dict) -> list[int]:
+    return [int(t) for t in res["config"].get("thread_sweep") or ()]
+
+
+def speedups(res: dict, per_thread: bool = True) -> list[tuple[str, dict]]:
+    """[(label, {length: ratio})] for the headline pairs present in the result. With a thread sweep: each side
+    at its fastest thread count (label '... (best t)'), then (per_thread) both sides at each count."""
     idx, out = _index(res, "train"), []
     sizes = sorted({n for _, n in idx})
-    for slow, fast in SPEEDUPS:
-        r = {n: idx[(slow, n)]["median_ms"] / idx[(fast, n)]["median_ms"]
-             for n in sizes if (slow, n) in idx and (fast, n) in idx}
-        if r:
-            out.append((f"{slow} / {fast}", r))
+    counts = _sweep(res)
+    variants = [("", " (best t)" if len(counts) > 1 else "")]
+    if per_thread and len(counts) > 1:
+        variants += [(f" @{t}t", f" @{t}t") for t in counts]
+    for suffix, tag in variants:
+        for slow, fast in SPEEDUPS:
+            a, b = slow + suffix, fast + suffix
+            r = {n: idx[(a, n)]["median_ms"] / idx[(b, n)]["median_ms"]
+                 for n in sizes if (a, n) in idx and (b, n) in idx}
+            if r:
+                out.append((f"{slow} / {fast}{tag}", r))
     return out
+
+
+def _threads_label(res: dict) -> str:
+    counts = _sweep(res)
+    if len(counts) > 1:
+        return ",".join(map(str, counts)) + " (each row at each count; 'ROW' = its fastest)"
+    return str(res["machine"]["threads"])
 
 
 def format_report(res: dict) -> str:
     m, c = res["machine"], res["config"]
     parts = [f"minrnn bench  {m['date']}  {m['cpu']} ({m['cores']} cores)  torch {m['torch']}  "
              f"commit {m['commit'] or '?'}",
-             f"device {c['device']}  dtype {c['dtype']}  B={c['batch']}  D=H={c['width']}  threads {m['threads']}  "
+             f"device {c['device']}  dtype {c['dtype']}  B={c['batch']}  D=H={c['width']}  threads "
+             f"{_threads_label(res)}  "
              f"OMP_WAIT_POLICY={m['OMP_WAIT_POLICY']}  allocator: {m['allocator']}",
              f"median of up to {c['repeats']} timed calls after {c['warmup']} warm-up; forward + backward"]
     idx = _index(res, "train")
@@ -66,7 +85,7 @@ def format_report(res: dict) -> str:
         sp = speedups(res)
         if sp:
             lines = [(lab, [_fmt(r.get(n), ".2f") for n in sizes]) for lab, r in sp]
-            parts += ["", _table("speed-up (x)  T =", sizes, lines, width=34)]
+            parts += ["", _table("speed-up (x)  T =", sizes, lines, width=max(34, max(len(x) for x, _ in lines) + 2))]
         if any("peak_mib" in e for e in idx.values()):
             lines = [(r, [_fmt(idx[(r, n)].get("peak_mib") if (r, n) in idx else None, ".1f") for n in sizes])
                      for r in names]
@@ -117,7 +136,8 @@ def plot(res: dict, path: Path) -> Path:
     sizes = sorted({n for _, n in idx})
     colors = plt.get_cmap("tab20").colors
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for i, r in enumerate(_names(res, "train")):
+    names = [r for r in _names(res, "train") if " @" not in r]  # with a thread sweep: each row at its fastest
+    for i, r in enumerate(names):
         pts = sorted((n, e["median_ms"]) for (name, n), e in idx.items() if name == r)
         style = "-" if r.startswith("min") else "--"
         ax1.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3, label=r,
@@ -125,7 +145,7 @@ def plot(res: dict, path: Path) -> Path:
     ax1.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel="fwd+bwd time (ms)",
             title="training step, one layer")
     ax1.legend(fontsize=7, ncol=2)
-    for i, (lab, r) in enumerate(speedups(res)):
+    for i, (lab, r) in enumerate(speedups(res, per_thread=False)):
         ns = sorted(r)
         ax2.plot(ns, [r[n] for n in ns], marker="o", ms=3, label=lab, color=colors[2 * i % len(colors)])
     ax2.axhline(1.0, color="grey", lw=0.8)
@@ -138,7 +158,7 @@ def plot(res: dict, path: Path) -> Path:
         ax.grid(alpha=0.3)
     c, m = res["config"], res["machine"]
     fig.suptitle(f"minrnn bench: {c['device']} {c['dtype']} B={c['batch']} D={c['width']} "
-                 f"threads={m['threads']}  ({m['cpu']}, {m['date']})", fontsize=9)
+                 f"threads={_threads_label(res).split(' ')[0]}  ({m['cpu']}, {m['date']})", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)

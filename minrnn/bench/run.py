@@ -62,7 +62,9 @@ def run_bench(cfg: BenchConfig, progress: bool = True, partial: Path | None = No
     partial: a JSON path rewritten after every case, so that a long run that is stopped keeps what it measured.
     """
     from tqdm import tqdm
-    torch.set_num_threads(cfg.threads)
+    counts = [int(t) for t in cfg.thread_sweep] or [cfg.threads]
+    sweep = len(counts) > 1
+    torch.set_num_threads(counts[0])
     rows = select(cfg)
     if not rows:
         raise ValueError(f"rows: no row matches {list(cfg.rows)} in groups {list(cfg.groups)}")
@@ -73,19 +75,22 @@ def run_bench(cfg: BenchConfig, progress: bool = True, partial: Path | None = No
         if why:
             res["skipped"].append({"row": row.name, "reason": why})
         else:
-            jobs += [(row, n) for n in _sizes(cfg, row)]
-    # Size-major order: the rows compared at one size run back to back, so that a shared machine's load,
-    # which drifts over minutes, affects both sides of a ratio alike.
+            jobs += [(row, n, t) for n in _sizes(cfg, row) for t in counts]
+    # Size-major order: the rows compared at one size run back to back (each row's thread counts one after
+    # the other), so that a shared machine's load, which drifts over minutes, affects both sides of a ratio alike.
     order = {r.name: i for i, r in enumerate(rows)}
-    jobs.sort(key=lambda j: (j[0].group != "train", j[0].group, j[1], order[j[0].name]))
+    jobs.sort(key=lambda j: (j[0].group != "train", j[0].group, j[1], order[j[0].name], counts.index(j[2])))
     bar = tqdm(jobs, desc="bench", unit="case", disable=not progress, dynamic_ncols=True)
-    for row, n in bar:
-        bar.set_postfix_str(f"{row.name} @ {n}")
+    for row, n, threads in bar:
+        bar.set_postfix_str(f"{row.name} @ {n}" + (f" {threads}t" if sweep else ""))
+        torch.set_num_threads(threads)
         if row.max_len is not None and row.group != "infer" and n > row.max_len:
-            res["skipped"].append({"row": row.name, "size": n, "reason": f"length > {row.max_len} (O(T^2) cost)"})
+            if threads == counts[0]:
+                res["skipped"].append({"row": row.name, "size": n, "reason": f"length > {row.max_len} (O(T^2) cost)"})
             continue
         if row.slow and row.group != "infer" and n > cfg.loop_max_len:
-            res["skipped"].append({"row": row.name, "size": n, "reason": f"length > loop_max_len={cfg.loop_max_len}"})
+            if threads == counts[0]:
+                res["skipped"].append({"row": row.name, "size": n, "reason": f"length > loop_max_len={cfg.loop_max_len}"})
             continue
         fn = row.make(cfg, n)
         probe = row.group == "train" and cfg.memory
@@ -98,7 +103,8 @@ def run_bench(cfg: BenchConfig, progress: bool = True, partial: Path | None = No
         mib = peak_memory(fn, cfg.device) / 2 ** 20 if probe else None
         t = time_call(fn, device=cfg.device, warmup=max(0, cfg.warmup - probe), repeats=cfg.repeats,
                       min_repeats=cfg.min_repeats, max_seconds=cfg.max_seconds)
-        entry = {"row": row.name, "group": row.group, "size": n, "ref": row.ref, **t}
+        entry = {"row": f"{row.name} @{threads}t" if sweep else row.name, "group": row.group, "size": n,
+                 "ref": row.ref, "threads": threads, **t}
         if probe:
             entry["peak_mib"] = mib
         if row.group == "infer":
@@ -106,9 +112,19 @@ def run_bench(cfg: BenchConfig, progress: bool = True, partial: Path | None = No
             entry["tokens_per_s"] = n * row.steps / (t["median_ms"] / 1e3)
         res["results"].append(entry)
         del fn
+        if sweep and threads == counts[-1]:
+            res["results"].append(_fastest(res["results"][-len(counts):], row.name))
         if partial is not None:
             write_json(res, partial)
+    torch.set_num_threads(counts[0])
     return res
+
+
+def _fastest(entries: list[dict], name: str) -> dict:
+    """The entry of the fastest thread count, under the row's bare name (what the speed-ups compare), with every
+    count's median kept in `by_threads`."""
+    best = min(entries, key=lambda e: e["median_ms"])
+    return {**best, "row": name, "by_threads": {str(e["threads"]): e["median_ms"] for e in entries}}
 
 
 def write_json(res: dict, path: Path) -> Path:
