@@ -69,6 +69,9 @@ def test_carried_acting_native_step_equals_pytorch(arch, conv, monkeypatch):
     assert len(calls) == 26
     torch.testing.assert_close(y_fast, y_slow, atol=2e-6, rtol=1e-5)
     torch.testing.assert_close(y_fast, y, atol=2e-6, rtol=1e-5)
+    from minrnn.tasks.rl.models import FAST_MAX_BATCH
+    big = Actor(m, FAST_MAX_BATCH + 1, "carried")
+    assert not big.fast and f"batch {FAST_MAX_BATCH + 1} > {FAST_MAX_BATCH}" in big.step_kind
     monkeypatch.setenv("MINRNN_DISABLE_FAST_STEP", "1")
     off = Actor(m, 3, "carried")
     assert not off.fast and "MINRNN_DISABLE_FAST_STEP" in off.step_kind

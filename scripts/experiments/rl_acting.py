@@ -2,8 +2,9 @@
 
   python scripts/experiments/rl_acting.py [--steps 300] [--contexts 20,100] [--batch 1] [--out runs/rl_acting.json]
 
-For each context K: Decision-minGRU / -minLSTM acting with a carried state (O(1) per step; through the C
-step of `models.fast_step`, the default, and through the PyTorch forward, "carried-pt") and re-running the
+For each context K: Decision-minGRU / -minLSTM acting with a carried state (O(1) per step; "carried" is the
+default `Actor`, which uses the C step of `models.fast_step` up to FAST_MAX_BATCH environments, and
+"carried-pt" always the PyTorch forward) and re-running the
 last K steps (window), and DT re-running its last K steps (as DT does). Untrained DT-recipe-sized models
 (d 128, 3 layers, 1 head; the cost does not depend on the weights), Hopper dims, fp32, 1 thread. Rounds are
 interleaved (every variant once per round, 5 rounds) and the median round is reported, so machine noise hits

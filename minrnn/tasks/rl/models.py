@@ -62,13 +62,19 @@ class DecisionModel(nn.Module):
         return self.backbone.init_state(batch_size)
 
 
+# The C step works row by row (single-threaded, vectorised within a row): 3.4x PyTorch's per-step forward at one
+# environment, even at 8, slower at 16 (scripts/experiments/rl_acting.py --batch 1|2|4|8|16, docs/rl.md).
+FAST_MAX_BATCH = 4
+
+
 class Actor:
     """Acts in a batch of environments with a trained DecisionModel (eval mode, no grad).
 
     mode "carried" (recurrent models only): feed (a_{t-1}, R_t, s_t) into the carried state, O(1) per step.
     mode "window": re-run the last `context` steps (R, s, a) from scratch at every step, as DT does.
-    fast (carried mode): run the backbone's step in C (`models.fast_step`) where it applies; False (or
-    MINRNN_DISABLE_FAST_STEP) keeps the PyTorch forward. `step_kind` says which one runs.
+    fast (carried mode): run the backbone's step in C (`models.fast_step`) where it applies and the batch is at
+    most FAST_MAX_BATCH environments; False (or MINRNN_DISABLE_FAST_STEP) keeps the PyTorch forward.
+    `step_kind` says which one runs.
     """
 
     def __init__(self, model: DecisionModel, batch_size: int, mode: str | None = None, fast: bool = True):
@@ -90,6 +96,8 @@ class Actor:
         else:
             with torch.no_grad():  # why_not depends on grad mode; act() runs without grad
                 why = why_not(model.backbone) if fast else "fast=False"
+            if why is None and batch_size > FAST_MAX_BATCH:
+                why = f"batch {batch_size} > {FAST_MAX_BATCH}, where PyTorch's batched matmuls are faster"
             self.fast = why is None
             self.step_kind = "native C step" if self.fast else f"PyTorch forward ({why})"
 
