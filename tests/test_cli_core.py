@@ -22,6 +22,9 @@ def test_info():
     assert r.returncode == 0, r.stderr
     assert "scan implementations available: reference, logspace, chunked" in r.stdout
     assert "active (auto) on cpu:" in r.stdout
+    from minrnn.scan import native
+    if native.available():  # the layer route that runs by default is named
+        assert "gate matmul + fused gate math + scan kernel in one autograd node (scan/fused_linear.py" in r.stdout
 
 
 def test_demo_trains_and_samples():

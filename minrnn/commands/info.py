@@ -17,11 +17,15 @@ def run(args) -> int:
         print(f"  native unavailable: {native.unavailable_reason()}")
     print(f"active (auto) on cpu: {resolve_impl('auto', torch.device('cpu'))}")
     if native.available():
-        print("  layers on cpu (fp32/fp64, masks and resets included): fused gate math + scan kernel (scan/fused.py)")
+        print("  layers on cpu (fp32/fp64, masks and resets included): gate matmul + fused gate math + scan kernel "
+              "in one autograd node (scan/fused_linear.py, scan/fused.py)")
     from minrnn.models import fast_step
     step = ("native C kernel (models/fast_step.py; MINRNN_DISABLE_FAST_STEP=1 or generate(fast=False) turn it off)"
             if fast_step.available() else f"PyTorch step (kernel unavailable: {fast_step.unavailable_reason()})")
     print(f"generation step of minGRU/minLSTM LMs on cpu (fp32): {step}")
+    if fast_step.available():
+        from minrnn.tasks.rl.models import FAST_MAX_BATCH
+        print(f"  also carried acting of Decision-minGRU/minLSTM (rl), up to {FAST_MAX_BATCH} environments per batch")
     from minrnn.scan import triton_unavailable_reason
     why = triton_unavailable_reason("cuda")
     if why is None:
