@@ -7,7 +7,8 @@ evaluation episodes) and the std over one run's episodes (averaged over runs), t
 over seeds, the evaluation episodes in total, env steps/s of acting and the
 model's milliseconds per env step. Then the paper-style summary: one row per env-dataset, one column per model
 in its own acting mode (minRNNs carried, DT window), and the average over the cells that every model has
-(mean of the per-cell means; the std column of a cell is over its seeds). The paper's numbers (average over
+(mean of the per-cell means; the std column of a cell is over its seeds), and the final validation action
+MSE per cell and model (`summary.json`'s last evaluation). The paper's numbers (average over
 D4RL's 9 datasets) are printed below.
 """
 from __future__ import annotations
@@ -33,8 +34,9 @@ def main(root: str) -> int:
         cfg = json.loads((f.parent / "config.json").read_text())
         summ = f.parent / "summary.json"
         steps = json.loads(summ.read_text())["steps"] if summ.exists() else e["step"]
+        val = json.loads(summ.read_text()).get("last_eval", {}).get("val_loss") if summ.exists() else None
         groups[(e["env"], e["dataset"], "dt" if e["model"] == "transformer" else e["model"], e["mode"])].append(
-            dict(e, train_steps=steps, preset=cfg.get("preset")))
+            dict(e, train_steps=steps, preset=cfg.get("preset"), val_loss=val))
     if not groups:
         print(f"no eval_rl*.json under {root}", file=sys.stderr)
         return 1
@@ -70,6 +72,16 @@ def main(root: str) -> int:
                                                                      "carried")]])[0] for env, ds in full)
                for m in models]
         print(f"| average of {len(full)} cells | " + " | ".join(f"{a:.1f}" for a in avg) + " |")
+    print("\nvalidation action MSE at the end of training (held-out episodes; mean over seeds):\n")
+    print("| env-dataset | " + " | ".join(models) + " |")
+    print("|---|" + "---|" * len(models))
+    for env, ds in cells:
+        vals = []
+        for m in models:
+            rs = own.get((env, ds, m, "window" if m == "dt" else "carried"), [])
+            v = [x["val_loss"] for x in rs if x["val_loss"] is not None]
+            vals.append(f"{statistics.mean(v):.4f}" if v else "-")
+        print(f"| {env}-{ds} | " + " | ".join(vals) + " |")
     print(f"\n{PAPER}")
     return 0
 
