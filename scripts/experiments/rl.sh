@@ -69,6 +69,6 @@ case "$WHAT" in
   table)
     $PY scripts/experiments/rl_table.py "$RUNS"
     done_runs=$(for d in "$RUNS"/rl-*-s[0-9]*; do [ -f "$d/summary.json" ] && echo "$d"; done)  # finished runs
-    [ -n "$done_runs" ] && $PY -m minrnn.cli rl plot $done_runs --out "$RUNS/rl_score.png" ;;
+    if [ -n "$done_runs" ]; then $PY -m minrnn.cli rl plot $done_runs --out "$RUNS/rl_score.png"; fi ;;
   *) echo "usage: $0 small|grid|paper|table" >&2; exit 2 ;;
 esac
