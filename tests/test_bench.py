@@ -139,7 +139,8 @@ def test_thread_sweep_times_each_count_and_compares_each_side_at_its_fastest(tmp
     assert [s for s in res["skipped"] if s["row"] == "GRU loop"] == [
         {"row": "GRU loop", "size": 64, "reason": "length > loop_max_len=16"}]  # recorded once, not per count
     sp = dict(report.speedups(res))
-    assert sp["nn.GRU / minGRU fused (best t)"][64] == idx[("nn.GRU", 64)]["median_ms"] / idx[("minGRU fused", 64)]["median_ms"]
+    assert sp["nn.GRU / minGRU fused (best t)"][64] == (idx[("nn.GRU", 64)]["median_ms"]
+                                                        / idx[("minGRU fused", 64)]["median_ms"])
     assert sp["nn.GRU / minGRU fused @2t"][16] == (idx[("nn.GRU @2t", 16)]["median_ms"]
                                                   / idx[("minGRU fused @2t", 16)]["median_ms"])
     text = report.format_report(res)

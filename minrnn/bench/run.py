@@ -86,11 +86,13 @@ def run_bench(cfg: BenchConfig, progress: bool = True, partial: Path | None = No
         torch.set_num_threads(threads)
         if row.max_len is not None and row.group != "infer" and n > row.max_len:
             if threads == counts[0]:
-                res["skipped"].append({"row": row.name, "size": n, "reason": f"length > {row.max_len} (O(T^2) cost)"})
+                res["skipped"].append({"row": row.name, "size": n,
+                                       "reason": f"length > {row.max_len} (O(T^2) cost)"})
             continue
         if row.slow and row.group != "infer" and n > cfg.loop_max_len:
             if threads == counts[0]:
-                res["skipped"].append({"row": row.name, "size": n, "reason": f"length > loop_max_len={cfg.loop_max_len}"})
+                res["skipped"].append({"row": row.name, "size": n,
+                                       "reason": f"length > loop_max_len={cfg.loop_max_len}"})
             continue
         fn = row.make(cfg, n)
         probe = row.group == "train" and cfg.memory

@@ -31,10 +31,11 @@ def data_stats(path: Path) -> None:
     first = np.array(first)
     rets = np.array([rew[s:e].sum() for s, e in zip(starts, ends)])
     flip = first >= 0
+    not_flip = rets[~flip].mean() if (~flip).any() else float("nan")
     print(f"{path.name}: {len(first)} episodes; states with |angle| > {FLIP}: {np.mean(np.abs(ang) > FLIP):.3f}; "
           f"episodes that flip: {flip.mean():.3f}; median first step: "
           f"{np.median(first[flip]) if flip.any() else '-'}; mean return flipping "
-          f"{rets[flip].mean() if flip.any() else float('nan'):.1f} / not {rets[~flip].mean() if (~flip).any() else float('nan'):.1f}")
+          f"{rets[flip].mean() if flip.any() else float('nan'):.1f} / not {not_flip:.1f}")
 
 
 def play(act, steps: int = 1000, seed: int = 100_000) -> None:

@@ -23,6 +23,11 @@ PAPER = "paper (D4RL v2, average of 9 datasets): Decision-minGRU 78.2, Decision-
         "Decision Mamba 78.8, Decision S4 68.6"
 
 
+def _own_mode(model: str) -> str:
+    """How each model acts by default: DT re-runs its window, the minRNNs carry their state."""
+    return "window" if model == "dt" else "carried"
+
+
 def _ms(xs):
     return (statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
@@ -33,8 +38,9 @@ def main(root: str) -> int:
         e = json.loads(f.read_text())
         cfg = json.loads((f.parent / "config.json").read_text())
         summ = f.parent / "summary.json"
-        steps = json.loads(summ.read_text())["steps"] if summ.exists() else e["step"]
-        val = json.loads(summ.read_text()).get("last_eval", {}).get("val_loss") if summ.exists() else None
+        summary = json.loads(summ.read_text()) if summ.exists() else {}
+        steps = summary.get("steps", e["step"])
+        val = summary.get("last_eval", {}).get("val_loss")
         groups[(e["env"], e["dataset"], "dt" if e["model"] == "transformer" else e["model"], e["mode"])].append(
             dict(e, train_steps=steps, preset=cfg.get("preset"), val_loss=val))
     if not groups:
@@ -49,7 +55,7 @@ def main(root: str) -> int:
               f"{statistics.mean(x['score_std'] for x in rs):.1f} | {r[0]:.0f} +- {r[1]:.0f} | {sum(x['episodes'] for x in rs)} | "
               f"{statistics.mean(x['steps_per_s'] for x in rs):.0f} | "
               f"{statistics.mean(x['model_ms_per_step'] for x in rs):.2f} |")
-    own = {k: v for k, v in groups.items() if k[3] == ("window" if k[2] == "dt" else "carried")}
+    own = {k: v for k, v in groups.items() if k[3] == _own_mode(k[2])}
     cells = sorted({(k[0], k[1]) for k in own})
     models = [m for m in ("mingru", "minlstm", "dt") if any(k[2] == m for k in own)]
     print("\n| env-dataset | " + " | ".join(f"{m} (seeds)" for m in models) + " |")
@@ -58,7 +64,7 @@ def main(root: str) -> int:
     for env, ds in cells:
         row = []
         for m in models:
-            rs = next((v for k, v in own.items() if k[:3] == (env, ds, m)), None)
+            rs = own.get((env, ds, m, _own_mode(m)))
             if rs is None:
                 row.append("-")
                 continue
@@ -68,9 +74,8 @@ def main(root: str) -> int:
             full.append((env, ds))
         print(f"| {env}-{ds} | " + " | ".join(row) + " |")
     if full:
-        avg = [statistics.mean(_ms([x["score_mean"] for x in own[(env, ds, m, "window" if m == "dt" else
-                                                                     "carried")]])[0] for env, ds in full)
-               for m in models]
+        avg = [statistics.mean(_ms([x["score_mean"] for x in own[(env, ds, m, _own_mode(m))]])[0]
+                               for env, ds in full) for m in models]
         print(f"| average of {len(full)} cells | " + " | ".join(f"{a:.1f}" for a in avg) + " |")
     print("\nvalidation action MSE at the end of training (held-out episodes; mean over seeds):\n")
     print("| env-dataset | " + " | ".join(models) + " |")
@@ -78,7 +83,7 @@ def main(root: str) -> int:
     for env, ds in cells:
         vals = []
         for m in models:
-            rs = own.get((env, ds, m, "window" if m == "dt" else "carried"), [])
+            rs = own.get((env, ds, m, _own_mode(m)), [])
             v = [x["val_loss"] for x in rs if x["val_loss"] is not None]
             vals.append(f"{statistics.mean(v):.4f}" if v else "-")
         print(f"| {env}-{ds} | " + " | ".join(vals) + " |")

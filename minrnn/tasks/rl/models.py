@@ -8,8 +8,9 @@ and the action a_t is predicted (tanh) from the output at the state token s_t. O
 
 Acting (`Actor`): the recurrent models feed the new tokens (a_{t-1}, R_t, s_t) into their carried state,
 O(1) work per environment step, through the whole-backbone C step (`models.fast_step`, one call per token)
-where it applies and the PyTorch forward otherwise (same values up to fp32 rounding); `Actor(mode="window")` instead re-runs the last K steps from scratch, which
-is what DT does (and what a recurrent model trained on K-step windows sees in training).
+where it applies and the PyTorch forward otherwise (same values up to fp32 rounding); `Actor(mode="window")`
+instead re-runs the last K steps from scratch, which is what DT does (and what a recurrent model trained on
+K-step windows sees in training).
 """
 from __future__ import annotations
 
