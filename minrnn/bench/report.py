@@ -60,19 +60,21 @@ def speedups(res: dict, per_thread: bool = True) -> list[tuple[str, dict]]:
     return out
 
 
-def _threads_label(res: dict) -> str:
+SWEEP_NOTE = " (each row at each count; 'ROW' = its fastest)"
+
+
+def _threads(res: dict) -> str:
+    """The thread count(s) of the run: '2', or '1,2' for a thread sweep."""
     counts = _sweep(res)
-    if len(counts) > 1:
-        return ",".join(map(str, counts)) + " (each row at each count; 'ROW' = its fastest)"
-    return str(res["machine"]["threads"])
+    return ",".join(map(str, counts)) if len(counts) > 1 else str(res["machine"]["threads"])
 
 
 def format_report(res: dict) -> str:
     m, c = res["machine"], res["config"]
     parts = [f"minrnn bench  {m['date']}  {m['cpu']} ({m['cores']} cores)  torch {m['torch']}  "
              f"commit {m['commit'] or '?'}",
-             f"device {c['device']}  dtype {c['dtype']}  B={c['batch']}  D=H={c['width']}  threads "
-             f"{_threads_label(res)}  "
+             f"device {c['device']}  dtype {c['dtype']}  B={c['batch']}  D=H={c['width']}  threads {_threads(res)}"
+             f"{SWEEP_NOTE if len(_sweep(res)) > 1 else ''}  "
              f"OMP_WAIT_POLICY={m['OMP_WAIT_POLICY']}  allocator: {m['allocator']}",
              f"median of up to {c['repeats']} timed calls after {c['warmup']} warm-up; forward + backward"]
     idx = _index(res, "train")
@@ -158,7 +160,7 @@ def plot(res: dict, path: Path) -> Path:
         ax.grid(alpha=0.3)
     c, m = res["config"], res["machine"]
     fig.suptitle(f"minrnn bench: {c['device']} {c['dtype']} B={c['batch']} D={c['width']} "
-                 f"threads={_threads_label(res).split(' ')[0]}  ({m['cpu']}, {m['date']})", fontsize=9)
+                 f"threads={_threads(res)}  ({m['cpu']}, {m['date']})", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)

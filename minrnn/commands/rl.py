@@ -32,7 +32,7 @@ def _eval(args) -> int:
     scores = normalized_score(tk.cfg.env, rets)
     out = dict(run_dir=str(args.run_dir), model=saved["task_config"]["model"], env=tk.cfg.env,
                dataset=tk.cfg.dataset, ckpt=args.ckpt, step=saved["step"], mode=runs[0]["mode"],
-               acting=runs[0]["step"],
+               acting=runs[0]["acting"],
                target_return=runs[0]["target_return"], episodes=len(rets), seeds=seeds,
                return_mean=float(rets.mean()), return_std=float(rets.std()),
                score_mean=float(scores.mean()), score_std=float(scores.std()),

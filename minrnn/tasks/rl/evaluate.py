@@ -84,7 +84,7 @@ def rollout(model: DecisionModel, env: str, *, episodes: int, target_return: flo
         e.close()
     model.train(was_training)
     scores = normalized_score(env, ret)
-    return dict(env=env, mode=actor.mode, step=actor.step_kind, episodes=episodes, target_return=target_return,
+    return dict(env=env, mode=actor.mode, acting=actor.step_kind, episodes=episodes, target_return=target_return,
                 seed=seed,
                 returns=ret.tolist(), lengths=length.tolist(), return_mean=float(ret.mean()),
                 return_std=float(ret.std()), score_mean=float(scores.mean()), score_std=float(scores.std()),
