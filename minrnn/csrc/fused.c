@@ -47,6 +47,23 @@ int minrnn_advise_huge(void* p, int64_t nbytes) {
 #define HBLK 2048
 #define RBLK 16  /* backward: units per ascending run (see fused_body.h) */
 
+/* Streaming (non-temporal) stores need a fence before other threads may read what they wrote. */
+#ifdef __AVX__
+#include <immintrin.h>
+static inline void stream_fence(void) { _mm_sfence(); }
+#else
+static inline void stream_fence(void) {}
+#endif
+
+/* How many time steps ahead a job prefetches: about PF_BYTES ahead in its stream of k (at least one step).
+ * Software prefetch, because the hardware prefetcher loses the stream at every 4 KiB page: measured on a 2-vCPU
+ * AMD EPYC VM, B = 64, T = 512, H = 128, 1 thread: minLSTM forward 26.4 -> 15.2 ms, minGRU 14.0 -> 10.7 ms. */
+#define PF_BYTES 8192
+static inline int64_t prefetch_steps(int64_t step_bytes) {
+    int64_t s = PF_BYTES / step_bytes;
+    return s < 1 ? 1 : s;
+}
+
 static int64_t block_width(int64_t B, int64_t H, int nthreads) {
     int64_t w = H < HBLK ? H : HBLK;
     int64_t per_row = B >= nthreads ? 1 : (nthreads + B - 1) / B;  /* blocks wanted per row */

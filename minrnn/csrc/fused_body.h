@@ -68,6 +68,39 @@ static inline void FN(load_bias)(REAL* bb, const REAL* bias, int64_t ng, int64_t
         for (int64_t j = 0; j < w; j++) bb[q * HBLK + j] = bias ? bias[q * H + j0 + j] : (REAL)0;
 }
 
+/* Software prefetch of one later time step of a job: its gate rows of k (read) and its row of h (written). */
+static inline void FN(prefetch_step)(const REAL* kp, const REAL* hp, int64_t ng, int64_t w, int64_t H) {
+    for (int64_t q = 0; q < ng; q++)
+        for (int64_t j = 0; j < w; j += 64 / (int64_t)sizeof(REAL)) __builtin_prefetch(kp + q * H + j, 0, 3);
+    for (int64_t j = 0; j < w; j += 64 / (int64_t)sizeof(REAL)) __builtin_prefetch(hp + j, 1, 3);
+}
+
+/* The same for backward, which walks time downwards: k and h of the step before (read), and dL/dh (read; NULL
+ * when it does not vary over time). dL/dk is not prefetched: it is written with streaming stores. */
+static inline void FN(prefetch_bwd)(const REAL* kp, const REAL* hq, const REAL* ghp, int64_t ng, int64_t w,
+                                    int64_t H) {
+    const int64_t L = 64 / (int64_t)sizeof(REAL);
+    for (int64_t q = 0; q < ng; q++)
+        for (int64_t j = 0; j < w; j += L) __builtin_prefetch(kp + q * H + j, 0, 3);
+    for (int64_t j = 0; j < w; j += L) __builtin_prefetch(hq + j, 0, 3);
+    if (ghp) for (int64_t j = 0; j < w; j += L) __builtin_prefetch(ghp + j, 0, 3);
+}
+
+/* dst[0:n] = src[0:n] with non-temporal (streaming) stores where dst is 32-byte aligned: dL/dk is written once
+ * and next read by a matmul after the whole backward, so it need not be read into the cache first. */
+static inline void FN(stream_row)(REAL* dst, const REAL* src, int64_t n) {
+    int64_t j = 0;
+#if defined(__AVX__)
+    const int64_t V = 32 / (int64_t)sizeof(REAL);
+    if (((uintptr_t)dst & 31) == 0)
+        for (; j + V <= n; j += V) {
+            if (sizeof(REAL) == 4) _mm256_stream_ps((float*)(dst + j), _mm256_loadu_ps((const float*)(src + j)));
+            else _mm256_stream_pd((double*)(dst + j), _mm256_loadu_pd((const double*)(src + j)));
+        }
+#endif
+    for (; j < n; j++) dst[j] = src[j];
+}
+
 #define GATE_AT(kp, bb, j) FN(gate)(cell, norm, cand_g, (kp)[j] + (bb)[j], (kp)[H + (j)] + (bb)[HBLK + (j)], \
                                     cell == 0 ? (REAL)0 : (kp)[2 * H + (j)] + (bb)[2 * HBLK + (j)])
 
@@ -83,6 +116,7 @@ static inline __attribute__((always_inline)) void FN(fwd_job)(
         const FN(seq_t)* sq, int64_t bi, int64_t j0, int64_t w, int64_t T, int64_t H) {
     int64_t ng = cell == 0 ? 2 : 3;
     REAL st[HBLK], bb[3 * HBLK];
+    int64_t pf = prefetch_steps(ng * H * (int64_t)sizeof(REAL));
     FN(load_bias)(bb, bias, ng, j0, w, H);
     for (int64_t j = 0; j < w; j++) st[j] = h0 ? h0[bi * H + j0 + j] : (REAL)0;
     for (int64_t t = 0; t < T; t++) {
@@ -94,6 +128,7 @@ static inline __attribute__((always_inline)) void FN(fwd_job)(
         }
         if (sq->reset && sq->reset[bi * T + t])
             for (int64_t j = 0; j < w; j++) st[j] = sq->hr ? sq->hr[bi * H + j0 + j] : (REAL)0;
+        if (t + pf < T) FN(prefetch_step)(kp + pf * ng * H, hp + pf * H, ng, w, H);
         _Pragma("GCC ivdep")  /* k, h, gh, gk never overlap: spares the runtime alias checks */
         for (int64_t j = 0; j < w; j++) {
             FN(gate_t) o = GATE_AT(kp, bb, j);
@@ -113,6 +148,9 @@ static inline __attribute__((always_inline)) void FN(bwd_job)(
         int64_t bi, int64_t j0, int64_t w, int64_t T, int64_t H) {
     int64_t ng = cell == 0 ? 2 : 3;
     REAL g[HBLK], an[HBLK], zero[HBLK], dhr[HBLK], bb[3 * HBLK], db[3 * HBLK];
+    REAL dk[3 * HBLK] __attribute__((aligned(64)));
+    int64_t pf = prefetch_steps(ng * H * (int64_t)sizeof(REAL));
+    const REAL* hp0 = h0 ? h0 + bi * H + j0 : zero;
     FN(load_bias)(bb, bias, ng, j0, w, H);
     for (int64_t j = 0; j < w; j++) { g[j] = 0; an[j] = 0; zero[j] = 0; dhr[j] = 0; }
     for (int64_t j = 0; j < 3 * HBLK; j++) db[j] = 0;
@@ -127,6 +165,10 @@ static inline __attribute__((always_inline)) void FN(bwd_job)(
                 for (int64_t q = 0; q < ng; q++) gkp[q * H + j] = 0;
             }
             continue;
+        }
+        if (t - pf >= 0) {
+            const REAL* hq = t - pf > 0 ? h + (bi * T + t - pf - 1) * H + j0 : hp0;
+            FN(prefetch_bwd)(kp - pf * ng * H, hq, sgt ? ghp - pf * sgt : 0, ng, w, H);
         }
         int rs = sq->reset && sq->reset[bi * T + t];
         const REAL* hprev = rs ? (sq->hr ? sq->hr + bi * H + j0 : zero)
@@ -149,17 +191,20 @@ static inline __attribute__((always_inline)) void FN(bwd_job)(
                 } else {
                     d0 = ga * o.p1; d1 = gb * o.c * o.p2; d2 = gb * o.w * o.dc;
                 }
-                gkp[j] = d0; gkp[H + j] = d1;
-                if (cell != 0) gkp[2 * H + j] = d2;
+                dk[j] = d0; dk[HBLK + j] = d1;
+                if (cell != 0) dk[2 * HBLK + j] = d2;
                 an[j] = o.a;
             }
         }
-        if (dbp)  /* the bias gradient: this step's dL/dk rows, still in L1, summed in a separate simple loop */
-            for (int64_t q = 0; q < ng; q++)
-                for (int64_t j = 0; j < w; j++) db[q * HBLK + j] += gkp[q * H + j];
+        /* This step's dL/dk rows, still in L1: summed into the bias gradient and streamed out to gk. */
+        for (int64_t q = 0; q < ng; q++) {
+            if (dbp) for (int64_t j = 0; j < w; j++) db[q * HBLK + j] += dk[q * HBLK + j];
+            FN(stream_row)(gkp + q * H, dk + q * HBLK, w);
+        }
         if (rs)  /* h_t = a_t hr + b_t: the gradient goes to hr, and none flows further back in time */
             for (int64_t j = 0; j < w; j++) { dhr[j] += an[j] * g[j]; an[j] = 0; }
     }
+    stream_fence();
     if (dh0) for (int64_t j = 0; j < w; j++) dh0[bi * H + j0 + j] = an[j] * g[j];
     if (sq->dhr) for (int64_t j = 0; j < w; j++) sq->dhr[bi * H + j0 + j] = dhr[j];
     if (dbp)
