@@ -319,12 +319,28 @@ def test_output_gradient_read_through_strides():
             assert_close(g_, w_, *TOL[torch.float64], name)
 
 
+@pytest.fixture
+def lin_chunk():
+    """Set the in-kernel matmul route's chunk length (time steps) for one test; restored to automatic after."""
+    yield native.library().minrnn_set_lin_chunk
+    native.library().minrnn_set_lin_chunk(0)
+
+
+# Where the layer's matmuls run (fused_linear.kernel_matmul) and the chunk length of the in-kernel route: "off" is
+# torch.mm around the kernels; "always" runs them in the kernels in fp64 too (plain C loops); 5 steps per chunk
+# crosses 8 chunk boundaries at T = 37 and leaves 2-row strips of the 6-row register tile.
+MATMUL = [("off", 0), ("auto", 0), ("auto", 5), ("always", 0), ("always", 5)]
+
+
+@pytest.mark.parametrize("matmul,chunk", MATMUL)
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("cell,normalize,candidate", VARIANTS)
-def test_fused_linear_matches_reference(cell, normalize, candidate, dtype, bias):
-    """The layer route k = x W^T (+ bias in the kernel): states and gradients w.r.t. x, W, bias and h0 equal
-    F.linear + the reference scan in fp64."""
+def test_fused_linear_matches_reference(cell, normalize, candidate, dtype, bias, matmul, chunk, lin_chunk):
+    """The layer route k = x W^T (+ bias in the kernel), its matmuls by torch.mm or inside the kernels: states and
+    gradients w.r.t. x, W, bias and h0 equal F.linear + the reference scan in fp64. D = 7 and G = 26 or 39 leave
+    partial 16-column panels in every in-kernel product."""
+    lin_chunk(chunk)
     B, T, D, H = 2, 37, 7, 13
     g = torch.Generator().manual_seed(16)
     x = torch.randn(B, T, D, generator=g, dtype=torch.float64)
@@ -337,7 +353,8 @@ def test_fused_linear_matches_reference(cell, normalize, candidate, dtype, bias)
         leaves = [t.to(dt).requires_grad_() for t in (x, W, h0) + ((c,) if bias else ())]
         xx, WW, hh, cc = leaves + ([] if bias else [None])
         if impl == "fused":
-            h = fused_linear_cell_scan(cell, xx, WW, cc, hh, candidate=candidate, normalize=normalize)
+            with fused_linear.kernel_matmul(matmul):
+                h = fused_linear_cell_scan(cell, xx, WW, cc, hh, candidate=candidate, normalize=normalize)
         else:
             h = cells.cell_scan(cell, torch.nn.functional.linear(xx, WW, cc), hh, candidate=candidate,
                                 normalize=normalize, impl="reference")
@@ -345,6 +362,100 @@ def test_fused_linear_matches_reference(cell, normalize, candidate, dtype, bias)
     rtol, atol = TOL[dtype]
     for name, got, want in zip(("h", "dx", "dW", "dh0", "dbias"), *outs):
         assert_close(got, want, rtol, atol, name)
+
+
+def _lin_case(cell, B, T, D, H, seed, masked=False):
+    g = torch.Generator().manual_seed(seed)
+    t = dict(x=torch.randn(B, T, D, generator=g, dtype=torch.float64),
+             W=torch.randn(NG[cell] * H, D, generator=g, dtype=torch.float64) / D ** 0.5,
+             c=torch.randn(NG[cell] * H, generator=g, dtype=torch.float64),
+             h0=torch.randn(B, H, generator=g, dtype=torch.float64),
+             hr=torch.randn(B, H, generator=g, dtype=torch.float64),
+             w=torch.randn(B, T, H, generator=g, dtype=torch.float64))
+    mask = torch.rand(B, T, generator=g) > 0.2 if masked else None
+    reset = torch.rand(B, T, generator=g) > 0.9 if masked else None
+    return t, mask, reset
+
+
+def _lin_run(cell, t, mask, reset, dtype, matmul, grads=("x", "W", "c", "h0", "hr")):
+    """States and the gradients `grads` of sum(w * h) through the layer route with its matmuls at `matmul`."""
+    leaves = {n: v.detach().to(dtype).requires_grad_(n in grads) for n, v in t.items() if n != "w"}
+    with fused_linear.kernel_matmul(matmul):
+        h = fused_linear_cell_scan(cell, leaves["x"], leaves["W"], leaves["c"], leaves["h0"], mask=mask,
+                                   reset=reset, h_reset=leaves["hr"])
+    return [h, *torch.autograd.grad((h * t["w"].to(dtype)).sum(), [leaves[n] for n in grads])]
+
+
+@pytest.mark.parametrize("chunk", [0, 7])
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_kernel_matmul_masks_resets_and_chunks(cell, chunk, lin_chunk):
+    """In-kernel matmuls with padding masks and state resets crossing chunk boundaries (7 steps per chunk, T = 45):
+    fp64 equals the torch.mm route to rounding, fp32 equals fp64 within fp32 tolerance, every gradient."""
+    lin_chunk(chunk)
+    t, mask, reset = _lin_case(cell, 3, 45, 19, 21, seed=40, masked=True)
+    want = _lin_run(cell, t, mask, reset, torch.float64, "off")
+    for dtype, matmul in ((torch.float64, "always"), (torch.float32, "auto")):
+        got = _lin_run(cell, t, mask, reset, dtype, matmul)
+        for name, g_, w_ in zip(("h", "dx", "dW", "dbias", "dh0", "dhr"), got, want):
+            assert_close(g_.double(), w_, *TOL[dtype], f"{dtype} {name}")
+
+
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_kernel_matmul_with_two_threads_and_partial_grads(cell):
+    """Large enough for two threads (each accumulates its own dL/dW slot, summed after): 5 rows over 2 threads,
+    H = 130 (a partial panel), against fp64; and with x or W not needing a gradient, the others unchanged."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        t, _, _ = _lin_case(cell, 5, 110, 24, 130, seed=41)
+        assert 5 * 110 * 130 >= 1 << 16  # native._threads uses every thread from this size up
+        want = _lin_run(cell, t, None, None, torch.float64, "off")
+        got = _lin_run(cell, t, None, None, torch.float32, "auto")
+        for name, g_, w_ in zip(("h", "dx", "dW", "dbias", "dh0", "dhr"), got, want):
+            assert_close(g_.double(), w_, *TOL[torch.float32], name)
+        for grads in (("W", "c"), ("x", "h0")):
+            part = _lin_run(cell, t, None, None, torch.float32, "auto", grads=grads)
+            full = dict(zip(("x", "W", "c", "h0", "hr"), got[1:]))
+            for n, g_ in zip(grads, part[1:]):
+                assert torch.equal(g_, full[n]), n
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_kernel_matmul_declines_split_rows_and_falls_back():
+    """Fewer rows than threads: the in-kernel route would split rows across jobs, so the C entry point declines
+    (returns 1, writing nothing) and the layer uses torch.mm around the kernels, with the same results."""
+    lib, p = native.library(), native._ptr
+    x, W = torch.randn(1, 600, 8), torch.randn(2 * 128, 8)
+    k, h = torch.full((1, 600, 256), 7.0), torch.full((1, 600, 128), 7.0)
+    rc = lib.fused_lin_fwd_f32(0, 0, 1, p(x), p(W), p(k), None, None, p(h), None, None, None, 1, 600, 128, 8, 2)
+    assert rc == 1 and bool((k == 7).all()) and bool((h == 7).all())
+    assert lib.fused_lin_fwd_f32(0, 0, 1, p(x), p(W), p(k), None, None, p(h), None, None, None, 1, 600, 128, 8,
+                                 1) == 0
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        t, _, _ = _lin_case("mingru", 1, 600, 8, 128, seed=42)
+        want = _lin_run("mingru", t, None, None, torch.float64, "off")
+        got = _lin_run("mingru", t, None, None, torch.float32, "auto")
+    finally:
+        torch.set_num_threads(old)
+    for name, g_, w_ in zip(("h", "dx", "dW", "dbias", "dh0", "dhr"), got, want):
+        assert_close(g_.double(), w_, *TOL[torch.float32], name)
+
+
+def test_kernel_matmul_mode_errors_and_report():
+    """kernel_matmul rejects unknown modes; kernel_matmul_active says where a dtype's matmuls run."""
+    with pytest.raises(ValueError, match="expected one of"):
+        with fused_linear.kernel_matmul("fast"):
+            pass
+    with fused_linear.kernel_matmul("off"):
+        assert not fused_linear.kernel_matmul_active(torch.float32)
+    with fused_linear.kernel_matmul("always"):
+        assert fused_linear.kernel_matmul_active(torch.float64)
+    with fused_linear.kernel_matmul("auto"):
+        assert not fused_linear.kernel_matmul_active(torch.float64)
+        assert fused_linear.kernel_matmul_active(torch.float32) == bool(native.library().minrnn_gemm_simd())
 
 
 def test_large_buffers_ask_for_huge_pages():

@@ -20,7 +20,9 @@
  * The gate bias may be passed separately (added to k inside the kernel, its gradient summed per batch row in
  * backward), so that the layer's matmul writes x W^T straight into k without first copying a broadcast bias.
  */
+#include <omp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef __linux__
 #include <sys/mman.h>
@@ -124,6 +126,20 @@ static inline double exp_nonpos_f64(double x) {
     double scale;
     memcpy(&scale, &bits, sizeof scale);
     return x < -708.0 ? 0.0 : e * scale;
+}
+
+#include "gemm.h"
+
+/* Time steps per chunk of the layer route (lin_t in fused_body.h): about LIN_CHUNK_BYTES of gate rows, a multiple
+ * of the 6-row register tile, at least one tile; or lin_chunk_rows when set (> 0; tests use it to cross many chunk
+ * boundaries on short sequences). Chunks of 32-192 KiB ran within noise of each other (B = 64, T = 512, H = 128). */
+#define LIN_CHUNK_BYTES 65536
+static int64_t lin_chunk_rows = 0;
+void minrnn_set_lin_chunk(int64_t rows) { lin_chunk_rows = rows > 0 ? rows : 0; }
+static int64_t lin_chunk(int64_t G, size_t elem) {
+    if (lin_chunk_rows > 0) return lin_chunk_rows;
+    int64_t tc = (int64_t)(LIN_CHUNK_BYTES / ((size_t)G * elem)) / 6 * 6;
+    return tc < 6 ? 6 : tc;
 }
 
 #define REAL float

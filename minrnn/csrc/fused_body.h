@@ -68,9 +68,10 @@ static inline void FN(load_bias)(REAL* bb, const REAL* bias, int64_t ng, int64_t
         for (int64_t j = 0; j < w; j++) bb[q * HBLK + j] = bias ? bias[q * H + j0 + j] : (REAL)0;
 }
 
-/* Software prefetch of one later time step of a job: its gate rows of k (read) and its row of h (written). */
+/* Software prefetch of one later time step of a job: its gate rows of k (read; NULL: none) and its row of h
+ * (written). */
 static inline void FN(prefetch_step)(const REAL* kp, const REAL* hp, int64_t ng, int64_t w, int64_t H) {
-    for (int64_t q = 0; q < ng; q++)
+    if (kp) for (int64_t q = 0; q < ng; q++)
         for (int64_t j = 0; j < w; j += 64 / (int64_t)sizeof(REAL)) __builtin_prefetch(kp + q * H + j, 0, 3);
     for (int64_t j = 0; j < w; j += 64 / (int64_t)sizeof(REAL)) __builtin_prefetch(hp + j, 1, 3);
 }
@@ -109,100 +110,141 @@ static inline void FN(stream_row)(REAL* dst, const REAL* src, int64_t n) {
  * dhr (B, H) receives dL/dhr in backward. */
 typedef struct { const uint8_t* mask; const uint8_t* reset; const REAL* hr; REAL* dhr; } FN(seq_t);
 
+/* The layer's matmuls inside the jobs (the fused_lin_* entry points; NULL elsewhere). Each job is a whole batch
+ * row, walked through time in chunks of tc steps whose gate rows (tc x G, G = n_gates * H) live in the thread's
+ * buffer, in cache, between the matmul and the scan; the buffer then holds the chunk of x packed for dL/dW
+ * (lin_buf_size). x (B, T, D); wp is W (G, D) packed for gemm.h: as W^T (D x G) for forward, where
+ * k = x W^T is also written out (saved for backward), and as W (G x D) for backward's dL/dx = dk W into dx
+ * (B, T, D) (NULL: not wanted). dw (nthreads, G, D) accumulates each thread's dL/dW = dk^T x (NULL: not wanted). */
+typedef struct { const REAL* x; const REAL* wp; REAL* dw; REAL* dx; int64_t D, tc; } FN(lin_t);
+
+/* Offset of the packed x chunk in a thread's buffer, and the buffer's size in elements. */
+static inline int64_t FN(lin_xoff)(int64_t tc, int64_t G) { return (tc * G + GEMM_NR - 1) / GEMM_NR * GEMM_NR; }
+static inline int64_t FN(lin_buf_size)(int64_t tc, int64_t G, int64_t D) {
+    return FN(lin_xoff)(tc, G) + packed_size(tc, D);
+}
+
 /* One (batch row, block of hidden units) job; always inlined with constant cell/norm/cand_g so that each
- * specialisation below has branch-free inner loops the compiler vectorises. */
+ * specialisation below has branch-free inner loops the compiler vectorises. k is only written with ln. */
 static inline __attribute__((always_inline)) void FN(fwd_job)(
-        int cell, int norm, int cand_g, const REAL* k, const REAL* bias, const REAL* h0, REAL* h,
-        const FN(seq_t)* sq, int64_t bi, int64_t j0, int64_t w, int64_t T, int64_t H) {
-    int64_t ng = cell == 0 ? 2 : 3;
+        int cell, int norm, int cand_g, REAL* k, const REAL* bias, const REAL* h0, REAL* h,
+        const FN(seq_t)* sq, const FN(lin_t)* ln, REAL* buf, int64_t bi, int64_t j0, int64_t w, int64_t T,
+        int64_t H) {
+    int64_t ng = cell == 0 ? 2 : 3, G = ng * H, tc = ln ? ln->tc : T;
     REAL st[HBLK], bb[3 * HBLK];
-    int64_t pf = prefetch_steps(ng * H * (int64_t)sizeof(REAL));
+    int64_t pf = prefetch_steps(G * (int64_t)sizeof(REAL));
     FN(load_bias)(bb, bias, ng, j0, w, H);
     for (int64_t j = 0; j < w; j++) st[j] = h0 ? h0[bi * H + j0 + j] : (REAL)0;
-    for (int64_t t = 0; t < T; t++) {
-        const REAL* kp = k + (bi * T + t) * ng * H + j0;
-        REAL* hp = h + (bi * T + t) * H + j0;
-        if (sq->mask && !sq->mask[bi * T + t]) {            /* padding: carry the state */
-            for (int64_t j = 0; j < w; j++) hp[j] = st[j];
-            continue;
+    for (int64_t t0 = 0; t0 < T; t0 += tc) {
+        int64_t t1 = t0 + tc < T ? t0 + tc : T;
+        const REAL* kc = k + (bi * T + t0) * G + j0;       /* gate rows of step t0 */
+        if (ln) {                                           /* this chunk's k = x W^T, computed into the buffer */
+            FN(gemm)(t1 - t0, G, ln->D, ln->x + (bi * T + t0) * ln->D, ln->D, 1, ln->wp, buf, G, 0);
+            kc = buf;
         }
-        if (sq->reset && sq->reset[bi * T + t])
-            for (int64_t j = 0; j < w; j++) st[j] = sq->hr ? sq->hr[bi * H + j0 + j] : (REAL)0;
-        if (t + pf < T) FN(prefetch_step)(kp + pf * ng * H, hp + pf * H, ng, w, H);
-        _Pragma("GCC ivdep")  /* k, h, gh, gk never overlap: spares the runtime alias checks */
-        for (int64_t j = 0; j < w; j++) {
-            FN(gate_t) o = GATE_AT(kp, bb, j);
-            st[j] = o.a * st[j] + o.b;
-            hp[j] = st[j];
+        for (int64_t t = t0; t < t1; t++) {
+            const REAL* kp = kc + (t - t0) * G;
+            REAL* hp = h + (bi * T + t) * H + j0;
+            if (sq->mask && !sq->mask[bi * T + t]) {        /* padding: carry the state */
+                for (int64_t j = 0; j < w; j++) hp[j] = st[j];
+                continue;
+            }
+            if (sq->reset && sq->reset[bi * T + t])
+                for (int64_t j = 0; j < w; j++) st[j] = sq->hr ? sq->hr[bi * H + j0 + j] : (REAL)0;
+            if (t + pf < T) FN(prefetch_step)(ln ? 0 : kp + pf * G, hp + pf * H, ng, w, H);
+            _Pragma("GCC ivdep")  /* k, h, gh, gk never overlap: spares the runtime alias checks */
+            for (int64_t j = 0; j < w; j++) {
+                FN(gate_t) o = GATE_AT(kp, bb, j);
+                st[j] = o.a * st[j] + o.b;
+                hp[j] = st[j];
+            }
         }
+        if (ln) FN(stream_row)(k + (bi * T + t0) * G, buf, (t1 - t0) * G);  /* saved for backward */
     }
+    if (ln) stream_fence();
 }
 
 /* Reverse scan g_t = gh_t + a_{t+1} g_{t+1}, with ga_t = g_t h_{t-1}, gb_t = g_t turned into dL/dk on the fly;
  * the gate values are recomputed from k (nothing but k, h and h0 is kept from forward). gh is read through its
  * row/time strides (sgb, sgt; unit stride along H), so an expanded gradient (of y.sum()) is never copied.
- * dbp (this row's slot of a (B, ng * H) array, or NULL) receives the sum over time of dL/dk: the bias gradient. */
+ * dbp (this row's slot of a (B, ng * H) array, or NULL) receives the sum over time of dL/dk: the bias gradient.
+ * dL/dk goes to gk, or with ln to the buffer, one chunk at a time, and from there into dL/dW and dL/dx. */
 static inline __attribute__((always_inline)) void FN(bwd_job)(
         int cell, int norm, int cand_g, const REAL* k, const REAL* bias, const REAL* h, const REAL* h0,
         const REAL* gh, int64_t sgb, int64_t sgt, REAL* gk, REAL* dbp, REAL* dh0, const FN(seq_t)* sq,
-        int64_t bi, int64_t j0, int64_t w, int64_t T, int64_t H) {
-    int64_t ng = cell == 0 ? 2 : 3;
+        const FN(lin_t)* ln, REAL* buf, int64_t bi, int64_t j0, int64_t w, int64_t T, int64_t H) {
+    int64_t ng = cell == 0 ? 2 : 3, G = ng * H, tc = ln ? ln->tc : T;
     REAL g[HBLK], an[HBLK], zero[HBLK], dhr[HBLK], bb[3 * HBLK], db[3 * HBLK];
     REAL dk[3 * HBLK] __attribute__((aligned(64)));
-    int64_t pf = prefetch_steps(ng * H * (int64_t)sizeof(REAL));
+    int64_t pf = prefetch_steps(G * (int64_t)sizeof(REAL));
     const REAL* hp0 = h0 ? h0 + bi * H + j0 : zero;
+    REAL* dwt = ln && ln->dw ? ln->dw + (int64_t)omp_get_thread_num() * G * ln->D : 0;  /* this thread's dL/dW */
     FN(load_bias)(bb, bias, ng, j0, w, H);
     for (int64_t j = 0; j < w; j++) { g[j] = 0; an[j] = 0; zero[j] = 0; dhr[j] = 0; }
     for (int64_t j = 0; j < 3 * HBLK; j++) db[j] = 0;
-    for (int64_t t = T - 1; t >= 0; t--) {
-        const REAL* kp = k + (bi * T + t) * ng * H + j0;
-        REAL* gkp = gk + (bi * T + t) * ng * H + j0;
-        const REAL* ghp = gh + bi * sgb + t * sgt + j0;
-        if (sq->mask && !sq->mask[bi * T + t]) {            /* padding: a_t = 1, no gradient to k */
-            for (int64_t j = 0; j < w; j++) {
-                g[j] = ghp[j] + an[j] * g[j];
-                an[j] = 1;
-                for (int64_t q = 0; q < ng; q++) gkp[q * H + j] = 0;
-            }
-            continue;
-        }
-        if (t - pf >= 0) {
-            const REAL* hq = t - pf > 0 ? h + (bi * T + t - pf - 1) * H + j0 : hp0;
-            FN(prefetch_bwd)(kp - pf * ng * H, hq, sgt ? ghp - pf * sgt : 0, ng, w, H);
-        }
-        int rs = sq->reset && sq->reset[bi * T + t];
-        const REAL* hprev = rs ? (sq->hr ? sq->hr + bi * H + j0 : zero)
-                               : t > 0 ? h + (bi * T + t - 1) * H + j0 : (h0 ? h0 + bi * H + j0 : zero);
-        /* Time runs backwards, so memory is walked downwards too, in short ascending runs of RBLK units: the
-         * hardware prefetcher follows a descending stream, but not descending rows read upwards (measured
-         * 5-6x slower on an AMD EPYC VM). */
-        for (int64_t jb = (w - 1) / RBLK * RBLK; jb >= 0; jb -= RBLK) {
-            int64_t je = jb + RBLK < w ? jb + RBLK : w;
-            _Pragma("GCC ivdep")
-            for (int64_t j = jb; j < je; j++) {
-                FN(gate_t) o = GATE_AT(kp, bb, j);
-                g[j] = ghp[j] + an[j] * g[j];
-                REAL ga = g[j] * hprev[j], gb = g[j];
-                REAL x = gb * o.c - ga, d0, d1, d2;
-                if (cell == 0) {
-                    d0 = x * o.p1; d1 = gb * o.w * o.dc; d2 = 0;
-                } else if (norm) {
-                    d0 = x * o.p1; d1 = x * o.p2; d2 = gb * o.w * o.dc;
-                } else {
-                    d0 = ga * o.p1; d1 = gb * o.c * o.p2; d2 = gb * o.w * o.dc;
+    for (int64_t t1 = T, t0; t1 > 0; t1 = t0) {
+        t0 = t1 - tc > 0 ? t1 - tc : 0;
+        for (int64_t t = t1 - 1; t >= t0; t--) {
+            const REAL* kp = k + (bi * T + t) * G + j0;
+            REAL* gkp = ln ? buf + (t - t0) * G : gk + (bi * T + t) * G + j0;
+            const REAL* ghp = gh + bi * sgb + t * sgt + j0;
+            if (sq->mask && !sq->mask[bi * T + t]) {        /* padding: a_t = 1, no gradient to k */
+                for (int64_t j = 0; j < w; j++) {
+                    g[j] = ghp[j] + an[j] * g[j];
+                    an[j] = 1;
+                    for (int64_t q = 0; q < ng; q++) gkp[q * H + j] = 0;
                 }
-                dk[j] = d0; dk[HBLK + j] = d1;
-                if (cell != 0) dk[2 * HBLK + j] = d2;
-                an[j] = o.a;
+                continue;
             }
+            if (t - pf >= 0) {
+                const REAL* hq = t - pf > 0 ? h + (bi * T + t - pf - 1) * H + j0 : hp0;
+                FN(prefetch_bwd)(kp - pf * G, hq, sgt ? ghp - pf * sgt : 0, ng, w, H);
+            }
+            int rs = sq->reset && sq->reset[bi * T + t];
+            const REAL* hprev = rs ? (sq->hr ? sq->hr + bi * H + j0 : zero)
+                                   : t > 0 ? h + (bi * T + t - 1) * H + j0 : (h0 ? h0 + bi * H + j0 : zero);
+            /* Time runs backwards, so memory is walked downwards too, in short ascending runs of RBLK units: the
+             * hardware prefetcher follows a descending stream, but not descending rows read upwards (measured
+             * 5-6x slower on an AMD EPYC VM). */
+            for (int64_t jb = (w - 1) / RBLK * RBLK; jb >= 0; jb -= RBLK) {
+                int64_t je = jb + RBLK < w ? jb + RBLK : w;
+                _Pragma("GCC ivdep")
+                for (int64_t j = jb; j < je; j++) {
+                    FN(gate_t) o = GATE_AT(kp, bb, j);
+                    g[j] = ghp[j] + an[j] * g[j];
+                    REAL ga = g[j] * hprev[j], gb = g[j];
+                    REAL x = gb * o.c - ga, d0, d1, d2;
+                    if (cell == 0) {
+                        d0 = x * o.p1; d1 = gb * o.w * o.dc; d2 = 0;
+                    } else if (norm) {
+                        d0 = x * o.p1; d1 = x * o.p2; d2 = gb * o.w * o.dc;
+                    } else {
+                        d0 = ga * o.p1; d1 = gb * o.c * o.p2; d2 = gb * o.w * o.dc;
+                    }
+                    dk[j] = d0; dk[HBLK + j] = d1;
+                    if (cell != 0) dk[2 * HBLK + j] = d2;
+                    an[j] = o.a;
+                }
+            }
+            /* This step's dL/dk rows, still in L1: summed into the bias gradient and streamed out to gk (or kept
+             * in the cache-resident buffer for the chunk's matmuls). */
+            for (int64_t q = 0; q < ng; q++) {
+                if (dbp) for (int64_t j = 0; j < w; j++) db[q * HBLK + j] += dk[q * HBLK + j];
+                if (ln) memcpy(gkp + q * H, dk + q * HBLK, (size_t)w * sizeof(REAL));
+                else FN(stream_row)(gkp + q * H, dk + q * HBLK, w);
+            }
+            if (rs)  /* h_t = a_t hr + b_t: the gradient goes to hr, and none flows further back in time */
+                for (int64_t j = 0; j < w; j++) { dhr[j] += an[j] * g[j]; an[j] = 0; }
         }
-        /* This step's dL/dk rows, still in L1: summed into the bias gradient and streamed out to gk. */
-        for (int64_t q = 0; q < ng; q++) {
-            if (dbp) for (int64_t j = 0; j < w; j++) db[q * HBLK + j] += dk[q * HBLK + j];
-            FN(stream_row)(gkp + q * H, dk + q * HBLK, w);
+        if (ln) {  /* dL/dW += dk^T x and dL/dx = dk W for this chunk, while dk is in cache */
+            int64_t m = t1 - t0, D = ln->D;
+            if (dwt) {
+                REAL* xp = buf + FN(lin_xoff)(tc, G);
+                FN(pack)(m, D, ln->x + (bi * T + t0) * D, D, 1, xp);
+                FN(gemm)(G, D, m, buf, 1, G, xp, dwt, D, 1);
+            }
+            if (ln->dx) FN(gemm)(m, D, G, buf, G, 1, ln->wp, ln->dx + (bi * T + t0) * D, D, 0);
         }
-        if (rs)  /* h_t = a_t hr + b_t: the gradient goes to hr, and none flows further back in time */
-            for (int64_t j = 0; j < w; j++) { dhr[j] += an[j] * g[j]; an[j] = 0; }
     }
     stream_fence();
     if (dh0) for (int64_t j = 0; j < w; j++) dh0[bi * H + j0 + j] = an[j] * g[j];
@@ -213,35 +255,48 @@ static inline __attribute__((always_inline)) void FN(bwd_job)(
 }
 
 #define SPECIALISE(C, N, G)                                                                                 \
-static void FN(fwd_##C##N##G)(const REAL* k, const REAL* bias, const REAL* h0, REAL* h, const FN(seq_t)* sq, \
-                              int64_t bi, int64_t j0, int64_t w, int64_t T, int64_t H) {                  \
-    FN(fwd_job)(C, N, G, k, bias, h0, h, sq, bi, j0, w, T, H); }                                          \
+static void FN(fwd_##C##N##G)(REAL* k, const REAL* bias, const REAL* h0, REAL* h, const FN(seq_t)* sq,       \
+                              const FN(lin_t)* ln, REAL* buf, int64_t bi, int64_t j0, int64_t w, int64_t T, \
+                              int64_t H) {                                                                  \
+    FN(fwd_job)(C, N, G, k, bias, h0, h, sq, ln, buf, bi, j0, w, T, H); }                                  \
 static void FN(bwd_##C##N##G)(const REAL* k, const REAL* bias, const REAL* h, const REAL* h0, const REAL* gh, \
                               int64_t sgb, int64_t sgt, REAL* gk, REAL* dbp, REAL* dh0, const FN(seq_t)* sq, \
-                              int64_t bi, int64_t j0, int64_t w, int64_t T, int64_t H) {                  \
-    FN(bwd_job)(C, N, G, k, bias, h, h0, gh, sgb, sgt, gk, dbp, dh0, sq, bi, j0, w, T, H); }
+                              const FN(lin_t)* ln, REAL* buf, int64_t bi, int64_t j0, int64_t w, int64_t T, \
+                              int64_t H) {                                                                  \
+    FN(bwd_job)(C, N, G, k, bias, h, h0, gh, sgb, sgt, gk, dbp, dh0, sq, ln, buf, bi, j0, w, T, H); }
 SPECIALISE(0, 0, 0) SPECIALISE(0, 0, 1)
 SPECIALISE(1, 0, 0) SPECIALISE(1, 0, 1) SPECIALISE(1, 1, 0) SPECIALISE(1, 1, 1)
 #undef SPECIALISE
 
-typedef void (*FN(fwd_fn))(const REAL*, const REAL*, const REAL*, REAL*, const FN(seq_t)*, int64_t, int64_t,
-                           int64_t, int64_t, int64_t);
+typedef void (*FN(fwd_fn))(REAL*, const REAL*, const REAL*, REAL*, const FN(seq_t)*, const FN(lin_t)*, REAL*,
+                           int64_t, int64_t, int64_t, int64_t, int64_t);
 typedef void (*FN(bwd_fn))(const REAL*, const REAL*, const REAL*, const REAL*, const REAL*, int64_t, int64_t,
-                           REAL*, REAL*, REAL*, const FN(seq_t)*, int64_t, int64_t, int64_t, int64_t, int64_t);
+                           REAL*, REAL*, REAL*, const FN(seq_t)*, const FN(lin_t)*, REAL*, int64_t, int64_t,
+                           int64_t, int64_t, int64_t);
+
+static FN(fwd_fn) FN(fwd_pick)(int cell, int norm, int cand_g) {
+    FN(fwd_fn) fns[2][2][2] = {{{FN(fwd_000), FN(fwd_001)}, {FN(fwd_000), FN(fwd_001)}},
+                               {{FN(fwd_100), FN(fwd_101)}, {FN(fwd_110), FN(fwd_111)}}};
+    return fns[cell != 0][norm != 0][cand_g != 0];
+}
+
+static FN(bwd_fn) FN(bwd_pick)(int cell, int norm, int cand_g) {
+    FN(bwd_fn) fns[2][2][2] = {{{FN(bwd_000), FN(bwd_001)}, {FN(bwd_000), FN(bwd_001)}},
+                               {{FN(bwd_100), FN(bwd_101)}, {FN(bwd_110), FN(bwd_111)}}};
+    return fns[cell != 0][norm != 0][cand_g != 0];
+}
 
 /* bias (n_gates * H) or NULL is added to k inside the kernel (the layer's matmul then needs no bias pass). */
 void FN(fused_fwd)(int cell, int norm, int cand_g, const REAL* k, const REAL* bias, const REAL* h0, REAL* h,
                    const uint8_t* mask, const uint8_t* reset, const REAL* hr,
                    int64_t B, int64_t T, int64_t H, int nthreads) {
-    FN(fwd_fn) fns[2][2][2] = {{{FN(fwd_000), FN(fwd_001)}, {FN(fwd_000), FN(fwd_001)}},
-                               {{FN(fwd_100), FN(fwd_101)}, {FN(fwd_110), FN(fwd_111)}}};
-    FN(fwd_fn) f = fns[cell != 0][norm != 0][cand_g != 0];
+    FN(fwd_fn) f = FN(fwd_pick)(cell, norm, cand_g);
     FN(seq_t) sq = {mask, reset, hr, 0};
     int64_t W = block_width(B, H, nthreads), nb = (H + W - 1) / W;
     _Pragma("omp parallel for num_threads(nthreads) schedule(static)")
     for (int64_t job = 0; job < B * nb; job++) {
         int64_t bi = job / nb, j0 = (job % nb) * W;
-        f(k, bias, h0, h, &sq, bi, j0, H - j0 < W ? H - j0 : W, T, H);
+        f((REAL*)k, bias, h0, h, &sq, 0, 0, bi, j0, H - j0 < W ? H - j0 : W, T, H);  /* k is not written */
     }
 }
 
@@ -251,16 +306,73 @@ void FN(fused_bwd)(int cell, int norm, int cand_g, const REAL* k, const REAL* bi
                    const REAL* gh, int64_t sgb, int64_t sgt, REAL* gk, REAL* dbias_rows, REAL* dh0,
                    const uint8_t* mask, const uint8_t* reset, const REAL* hr, REAL* dhr,
                    int64_t B, int64_t T, int64_t H, int nthreads) {
-    FN(bwd_fn) fns[2][2][2] = {{{FN(bwd_000), FN(bwd_001)}, {FN(bwd_000), FN(bwd_001)}},
-                               {{FN(bwd_100), FN(bwd_101)}, {FN(bwd_110), FN(bwd_111)}}};
-    FN(bwd_fn) f = fns[cell != 0][norm != 0][cand_g != 0];
+    FN(bwd_fn) f = FN(bwd_pick)(cell, norm, cand_g);
     FN(seq_t) sq = {mask, reset, hr, dhr};
     int64_t W = block_width(B, H, nthreads), nb = (H + W - 1) / W;
     _Pragma("omp parallel for num_threads(nthreads) schedule(static)")
     for (int64_t job = 0; job < B * nb; job++) {
         int64_t bi = job / nb, j0 = (job % nb) * W;
-        f(k, bias, h, h0, gh, sgb, sgt, gk, dbias_rows, dh0, &sq, bi, j0, H - j0 < W ? H - j0 : W, T, H);
+        f(k, bias, h, h0, gh, sgb, sgt, gk, dbias_rows, dh0, &sq, 0, 0, bi, j0, H - j0 < W ? H - j0 : W, T, H);
     }
+}
+
+/* The layer route: the matmuls of k = x W^T (forward) and of dL/dW, dL/dx (backward) run inside the jobs, one
+ * chunk of time steps at a time (see lin_t). Jobs must be whole rows: returns 1, doing nothing, when rows would be
+ * split (fewer rows than threads, or H > HBLK), 2 when a buffer cannot be allocated, else 0.
+ * fused_lin_fwd writes k (B, T, G) and h; fused_lin_bwd takes k, h and the other arguments of fused_bwd, and
+ * dw (nthreads, G, D), zero-filled by the caller and summed over its first axis afterwards, or NULL; dx or NULL. */
+static int FN(lin_run)(int fwd, int cell, int norm, int cand_g, const REAL* x, const REAL* w, REAL* dw, REAL* dx,
+                       REAL* k, const REAL* bias, const REAL* h0, REAL* h, const REAL* gh, int64_t sgb, int64_t sgt,
+                       REAL* dbias_rows, REAL* dh0, const FN(seq_t)* sq, int64_t B, int64_t T, int64_t H, int64_t D,
+                       int nthreads) {
+    if (block_width(B, H, nthreads) < H) return 1;
+    int64_t G = (cell == 0 ? 2 : 3) * H;
+    FN(lin_t) ln = {x, 0, dw, dx, D, lin_chunk(G, sizeof(REAL))};
+    REAL* wp = 0;
+    if (fwd || dx) {  /* W packed as W^T (D x G) for forward, as W (G x D) for dL/dx */
+        wp = (REAL*)aligned_alloc(64, ((size_t)packed_size(fwd ? D : G, fwd ? G : D) * sizeof(REAL) + 63) / 64 * 64);
+        if (!wp) return 2;
+        if (fwd) FN(pack)(D, G, w, 1, D, wp);
+        else FN(pack)(G, D, w, D, 1, wp);
+        ln.wp = wp;
+    }
+    FN(fwd_fn) ff = FN(fwd_pick)(cell, norm, cand_g);
+    FN(bwd_fn) fb = FN(bwd_pick)(cell, norm, cand_g);
+    size_t nbuf = ((size_t)FN(lin_buf_size)(ln.tc, G, D) * sizeof(REAL) + 63) / 64 * 64;
+    int failed = 0;
+    _Pragma("omp parallel num_threads(nthreads)")
+    {
+        REAL* buf = (REAL*)aligned_alloc(64, nbuf);
+        if (!buf) {
+            _Pragma("omp atomic write")
+            failed = 1;
+        }
+        _Pragma("omp for schedule(static)")
+        for (int64_t bi = 0; bi < B; bi++) {
+            if (!buf) continue;
+            if (fwd) ff(k, bias, h0, h, sq, &ln, buf, bi, 0, H, T, H);
+            else fb(k, bias, h, h0, gh, sgb, sgt, 0, dbias_rows, dh0, sq, &ln, buf, bi, 0, H, T, H);
+        }
+        free(buf);
+    }
+    free(wp);
+    return failed ? 2 : 0;
+}
+
+int FN(fused_lin_fwd)(int cell, int norm, int cand_g, const REAL* x, const REAL* w, REAL* k, const REAL* bias,
+                      const REAL* h0, REAL* h, const uint8_t* mask, const uint8_t* reset, const REAL* hr,
+                      int64_t B, int64_t T, int64_t H, int64_t D, int nthreads) {
+    FN(seq_t) sq = {mask, reset, hr, 0};
+    return FN(lin_run)(1, cell, norm, cand_g, x, w, 0, 0, k, bias, h0, h, 0, 0, 0, 0, 0, &sq, B, T, H, D, nthreads);
+}
+
+int FN(fused_lin_bwd)(int cell, int norm, int cand_g, const REAL* x, const REAL* w, const REAL* k,
+                      const REAL* bias, const REAL* h, const REAL* h0, const REAL* gh, int64_t sgb, int64_t sgt,
+                      REAL* dw, REAL* dx, REAL* dbias_rows, REAL* dh0, const uint8_t* mask, const uint8_t* reset,
+                      const REAL* hr, REAL* dhr, int64_t B, int64_t T, int64_t H, int64_t D, int nthreads) {
+    FN(seq_t) sq = {mask, reset, hr, dhr};
+    return FN(lin_run)(0, cell, norm, cand_g, x, w, dw, dx, (REAL*)k, bias, h0, (REAL*)h, gh, sgb, sgt, dbias_rows,
+                       dh0, &sq, B, T, H, D, nthreads);  /* k and h are only read in backward */
 }
 
 #undef GATE_AT

@@ -72,6 +72,16 @@ def run_fwd(flags, k, bias, h0, hr, m8, r8) -> torch.Tensor:
     return h
 
 
+def bwd_outputs(k, h0, hr, gh, need_bias: bool, need_h0: bool, need_hr: bool):
+    """What every backward kernel call needs besides its inputs: gh with unit stride along H, and the buffers for
+    the per-row bias gradient (B, G) (rows run in parallel, so each writes its own slot), dL/dh0 and dL/dh_reset
+    (each None when not wanted)."""
+    db_rows = k.new_empty(k.shape[0], k.shape[2]) if need_bias else None
+    dh0 = torch.empty_like(h0) if (h0 is not None and need_h0) else None
+    dhr = torch.empty_like(hr) if (hr is not None and need_hr) else None
+    return unit_stride_rows(gh), db_rows, dh0, dhr
+
+
 def run_bwd(flags, k, bias, h, h0, hr, m8, r8, gh, need_bias: bool, need_h0: bool, need_hr: bool,
             scratch_gk: bool = False):
     """The backward kernel: (dL/dk (B, T, G), dL/dbias (G,) | None, dL/dh0 | None, dL/dh_reset | None).
@@ -79,11 +89,8 @@ def run_bwd(flags, k, bias, h, h0, hr, m8, r8, gh, need_bias: bool, need_h0: boo
     scratch_gk: dL/dk goes to this thread's reusable workspace (valid only until the next call; for callers
     that consume it themselves) instead of a fresh tensor."""
     B, T, H = h.shape
-    gh = unit_stride_rows(gh)
+    gh, db_rows, dh0, dhr = bwd_outputs(k, h0, hr, gh, need_bias, need_h0, need_hr)
     gk = native.workspace(k.shape, k) if scratch_gk else native.empty_large(k.shape, k)
-    db_rows = k.new_empty(B, k.shape[2]) if need_bias else None  # per batch row; rows run in parallel
-    dh0 = torch.empty_like(h0) if (h0 is not None and need_h0) else None
-    dhr = torch.empty_like(hr) if (hr is not None and need_hr) else None
     p = native._ptr
     fn = getattr(native.library(), f"fused_bwd_{native._SUFFIX[k.dtype]}")
     fn(*flags, p(k), p(bias), p(h), p(h0), p(gh), gh.stride(0), gh.stride(1), p(gk), p(db_rows), p(dh0), p(m8),

@@ -18,9 +18,41 @@ Saved for backward: x (the caller's tensor, no copy), W, k and h, as in the unfu
 """
 from __future__ import annotations
 
+import contextlib
+import os
+
 import torch
 
 from . import fused, native
+
+# Where the layer's matmuls run: "auto" = inside the fused kernels (one chunk of time steps at a time, in cache;
+# `csrc/gemm.h`) for float32 on a CPU with AVX2 + FMA, else torch.mm around the kernels; "off" = always torch.mm;
+# "always" = inside the kernels for float64 too (plain C loops there: slow, for tests). MINRNN_KERNEL_MATMUL sets
+# the default.
+_MATMUL_MODES = ("auto", "off", "always")
+_MATMUL = os.environ.get("MINRNN_KERNEL_MATMUL", "auto")
+if _MATMUL not in _MATMUL_MODES:
+    raise ValueError(f"MINRNN_KERNEL_MATMUL: expected one of {_MATMUL_MODES}, got {_MATMUL!r}")
+
+
+@contextlib.contextmanager
+def kernel_matmul(mode: str):
+    """Temporarily choose where the layer's matmuls run ("auto", "off" or "always"; see above)."""
+    global _MATMUL
+    if mode not in _MATMUL_MODES:
+        raise ValueError(f"kernel_matmul: expected one of {_MATMUL_MODES}, got {mode!r}")
+    old, _MATMUL = _MATMUL, mode
+    try:
+        yield
+    finally:
+        _MATMUL = old
+
+
+def kernel_matmul_active(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether a layer of this dtype runs its matmuls inside the fused kernels (when its rows are not split)."""
+    if _MATMUL == "off" or not native.available():
+        return False
+    return _MATMUL == "always" or (dtype == torch.float32 and bool(native.library().minrnn_gemm_simd()))
 
 
 def supported(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
@@ -30,18 +62,35 @@ def supported(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) 
             and not torch.is_autocast_enabled("cpu"))
 
 
+def _check(rc: int, what: str) -> bool:
+    """True when the kernel ran; False when it declined (rows split across threads: use the torch.mm route)."""
+    if rc == 2:
+        raise MemoryError(f"{what}: could not allocate the per-thread chunk buffers")
+    return rc == 0
+
+
 class FusedLinearCellFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, h0, h_reset, mask, reset, cell_id: int, normalize: bool, cand_g: bool):
         B, T, D = x.shape
         G = weight.shape[0]
+        H = G // (2 if cell_id == 0 else 3)
         x = x.contiguous()
+        weight = weight.contiguous()
         k = native.reusable((B, T, G), x)  # pooled: reused once the node that saved it is freed
-        torch.mm(x.view(B * T, D), weight.t(), out=k.view(B * T, G))  # (B*T, G), no bias pass
         bias = None if bias is None else bias.contiguous()
         h0c, hrc, m8, r8 = fused.prepare(h0, h_reset, mask, reset)
         ctx.flags = (cell_id, int(normalize), int(cand_g))
-        h = fused.run_fwd(ctx.flags, k, bias, h0c, hrc, m8, r8)
+        ctx.in_kernel = False
+        if kernel_matmul_active(x.dtype):  # k = x W^T inside the kernel, chunk by chunk, also written out into k
+            h = native.empty_large((B, T, H), x)
+            p = native._ptr
+            fn = getattr(native.library(), f"fused_lin_fwd_{native._SUFFIX[x.dtype]}")
+            ctx.in_kernel = _check(fn(*ctx.flags, p(x), p(weight), p(k), p(bias), p(h0c), p(h), p(m8), p(r8), p(hrc),
+                                      B, T, H, D, native._threads(h.numel())), "fused_lin_fwd")
+        if not ctx.in_kernel:
+            torch.mm(x.view(B * T, D), weight.t(), out=k.view(B * T, G))  # (B*T, G), no bias pass
+            h = fused.run_fwd(ctx.flags, k, bias, h0c, hrc, m8, r8)
         ctx.present = tuple(t is not None for t in (bias, h0c, hrc, m8, r8))
         ctx.save_for_backward(x, weight, k, h, *(fused._opt(t) for t in (bias, h0c, hrc, m8, r8)))
         return h
@@ -51,10 +100,23 @@ class FusedLinearCellFn(torch.autograd.Function):
         x, weight, k, h, *opt = ctx.saved_tensors
         bias, h0, hr, m8, r8 = (t if present else None for t, present in zip(opt, ctx.present))
         need = ctx.needs_input_grad
+        B, T, G = k.shape
+        if ctx.in_kernel:  # dL/dk stays in the kernel: dL/dW and dL/dx are formed there, chunk by chunk
+            D, H, threads = x.shape[2], h.shape[2], native._threads(h.numel())
+            ghc, db_rows, dh0, dhr = fused.bwd_outputs(k, h0, hr, gh, bias is not None and need[2], need[3],
+                                                        need[4])
+            dw_rows = x.new_zeros(threads, G, D) if need[1] else None  # one slot per thread, summed below
+            dx = torch.empty_like(x) if need[0] else None
+            p = native._ptr
+            fn = getattr(native.library(), f"fused_lin_bwd_{native._SUFFIX[x.dtype]}")
+            if _check(fn(*ctx.flags, p(x), p(weight), p(k), p(bias), p(h), p(h0), p(ghc), ghc.stride(0),
+                         ghc.stride(1), p(dw_rows), p(dx), p(db_rows), p(dh0), p(m8), p(r8), p(hr), p(dhr),
+                         B, T, H, D, threads), "fused_lin_bwd"):
+                return (dx, None if dw_rows is None else dw_rows.sum(0), None if db_rows is None else db_rows.sum(0),
+                        dh0, dhr, None, None, None, None, None)
         # dL/dk never leaves this function (the two matmuls below consume it), so it lives in a reused workspace
         gk, db, dh0, dhr = fused.run_bwd(ctx.flags, k, bias, h, h0, hr, m8, r8, gh, bias is not None and need[2],
                                          need[3], need[4], scratch_gk=True)
-        B, T, G = gk.shape
         gk2 = gk.view(B * T, G)
         dx = gk2.mm(weight).view(x.shape) if need[0] else None         # (B, T, D)
         dw = gk2.t().mm(x.view(B * T, -1)) if need[1] else None        # (G, D)

@@ -22,7 +22,7 @@ import torch
 
 _CSRC = Path(__file__).resolve().parent.parent / "csrc"
 _SRCS = [_CSRC / "scan.c", _CSRC / "fused.c"]
-_HEADERS = [_CSRC / "fused_body.h"]
+_HEADERS = [_CSRC / "fused_body.h", _CSRC / "gemm.h"]
 # -fno-trapping-math lets gcc if-convert (and so vectorise) the branchy gate math; results are unchanged.
 _FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp", "-shared", "-fPIC"]
 _lib = None
@@ -90,7 +90,17 @@ def _declare(lib) -> None:
         #           h_reset, dh_reset, B, T, H, threads)
         getattr(lib, f"fused_bwd_{suf}").argtypes = (flags3 + [ptr] * 5 + [i64] * 2 + [ptr] * 7 + [i64] * 3
                                                      + [ctypes.c_int])
+        # fused_lin_fwd(flags, x, w, k, bias, h0, h, mask, reset, h_reset, B, T, H, D, threads) -> status
+        fn = getattr(lib, f"fused_lin_fwd_{suf}")
+        fn.argtypes, fn.restype = flags3 + [ptr] * 9 + [i64] * 4 + [ctypes.c_int], ctypes.c_int
+        # fused_lin_bwd(flags, x, w, k, bias, h, h0, gh, gh_stride_b, gh_stride_t, dw, dx, dbias_rows, dh0, mask,
+        #               reset, h_reset, dh_reset, B, T, H, D, threads) -> status
+        fn = getattr(lib, f"fused_lin_bwd_{suf}")
+        fn.argtypes = flags3 + [ptr] * 7 + [i64] * 2 + [ptr] * 8 + [i64] * 4 + [ctypes.c_int]
+        fn.restype = ctypes.c_int
     lib.minrnn_advise_huge.argtypes = [ptr, i64]
+    lib.minrnn_gemm_simd.restype = ctypes.c_int
+    lib.minrnn_set_lin_chunk.argtypes = [i64]
 
 
 def _load():
