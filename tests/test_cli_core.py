@@ -25,6 +25,7 @@ def test_info():
     from minrnn.scan import native
     if native.available():  # the layer route that runs by default is named
         assert "gate matmul + fused gate math + scan kernel in one autograd node (scan/fused_linear.py" in r.stdout
+        assert "layer matmuls inside the kernels (csrc/gemm.h) for: " in r.stdout
 
 
 def test_demo_trains_and_samples():

@@ -2,7 +2,8 @@
 
 Groups (the size is the sequence length for train/scan, the batch size for infer):
   train  one layer, forward + backward of y.sum() w.r.t. the weights (x needs no grad), width D -> D:
-         minGRU/minLSTM with each scan implementation ("fused" = `scan/fused.py`, the default on CPU;
+         minGRU/minLSTM with each scan implementation ("fused" = `scan/fused_linear.py` + `scan/fused.py`, the
+         default on CPU, its matmuls inside the kernels on fp32; "fused mm" = the same with torch.mm around them;
          "native" = the generic C scan with the gate math in PyTorch), nn.GRU/nn.LSTM (oneDNN/cuDNN), the
          paper's sequential baseline (a Python loop over nn.GRUCell/nn.LSTMCell), the peer `mingru-pytorch`
          (when installed) and the matmul floors (the two GEMMs of a layer's input projection, 2H or 3H gate
@@ -60,10 +61,12 @@ def _x(cfg, T: int) -> torch.Tensor:
     return torch.randn(cfg.batch, T, cfg.width, generator=g).to(**_fk(cfg))
 
 
-def _train(build: Callable[[object], nn.Module], fused: bool = True, call=None):
-    """Row factory: a forward + backward step of the module `build(cfg)` on x (B, T, D)."""
+def _train(build: Callable[[object], nn.Module], fused: bool = True, call=None, matmul: str = "auto"):
+    """Row factory: a forward + backward step of the module `build(cfg)` on x (B, T, D); `matmul` says where a
+    fused layer's matmuls run (scan/fused_linear.kernel_matmul)."""
     def make(cfg, T):
         from ..scan.fused import use_fused
+        from ..scan.fused_linear import kernel_matmul
         torch.manual_seed(0)
         mod = build(cfg).to(**_fk(cfg))
         x = _x(cfg, T)
@@ -72,7 +75,7 @@ def _train(build: Callable[[object], nn.Module], fused: bool = True, call=None):
         def step():
             for p in mod.parameters():
                 p.grad = None
-            with use_fused(fused):
+            with use_fused(fused), kernel_matmul(matmul):
                 fwd(mod, x).sum().backward()
         return step
     return make
@@ -110,6 +113,7 @@ def train_rows() -> list[Row]:
     for cell, ref in (("minGRU", "nn.GRU"), ("minLSTM", "nn.LSTM")):
         rows += [
             Row(f"{cell} fused", "train", _train(_min(cell, "native")), ref, _need_native),
+            Row(f"{cell} fused mm", "train", _train(_min(cell, "native"), matmul="off"), ref, _need_native),
             Row(f"{cell} native", "train", _train(_min(cell, "native"), fused=False), ref, _need_native),
             Row(f"{cell} chunked", "train", _train(_min(cell, "chunked")), ref),
             Row(f"{cell} logspace", "train", _train(_min(cell, "logspace")), ref),
@@ -269,6 +273,7 @@ ROWS: list[Row] = train_rows() + scan_rows() + infer_rows()
 SPEEDUPS = [("nn.GRU", "minGRU fused"), ("nn.LSTM", "minLSTM fused"), ("GRU loop", "minGRU fused"),
             ("LSTM loop", "minLSTM fused"), ("peer minGRU", "minGRU fused"), ("peer minLSTM", "minLSTM fused"),
             ("minGRU native", "minGRU fused"), ("minLSTM native", "minLSTM fused"),
+            ("minGRU fused mm", "minGRU fused"), ("minLSTM fused mm", "minLSTM fused"),
             # ceilings: the speed-up a layer would have if it cost only its matmuls, and how far the layer is off
             ("nn.GRU", "matmul floor 2H"), ("nn.LSTM", "matmul floor 3H"), ("peer minGRU", "matmul floor 2H"),
             ("minGRU fused", "matmul floor 2H"), ("minLSTM fused", "matmul floor 3H")]

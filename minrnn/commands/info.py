@@ -19,6 +19,11 @@ def run(args) -> int:
     if native.available():
         print("  layers on cpu (fp32/fp64, masks and resets included): gate matmul + fused gate math + scan kernel "
               "in one autograd node (scan/fused_linear.py, scan/fused.py)")
+        from minrnn.scan import fused_linear
+        where = {dt: fused_linear.kernel_matmul_active(dt) for dt in (torch.float32, torch.float64)}
+        inside = [str(dt).replace("torch.", "") for dt, v in where.items() if v]
+        print(f"  layer matmuls inside the kernels (csrc/gemm.h) for: {', '.join(inside) or 'none'}; torch.mm for the "
+              f"rest (MINRNN_KERNEL_MATMUL={fused_linear._MATMUL}; 'off' = always torch.mm)")
     from minrnn.models import fast_step
     step = ("native C kernel (models/fast_step.py; MINRNN_DISABLE_FAST_STEP=1 or generate(fast=False) turn it off)"
             if fast_step.available() else f"PyTorch step (kernel unavailable: {fast_step.unavailable_reason()})")
