@@ -148,3 +148,22 @@ def test_thread_sweep_times_each_count_and_compares_each_side_at_its_fastest(tmp
     assert torch.get_num_threads() == 1  # restored to the first count
     with pytest.raises(ValueError, match="thread_sweep: expected thread counts >= 1"):
         BenchConfig(thread_sweep=(0, 2))
+
+
+def test_rounds_pool_every_rounds_calls(tmp_path):
+    """rounds=2: the whole sequence of cases runs twice; each case reports the median and minimum of both rounds'
+    calls together (kept in times_ms), the memory probe runs once, and the header says so."""
+    import statistics
+
+    from minrnn.bench.run import run_bench
+    cfg = quick_config(rows=("minGRU fused", "nn.GRU"), groups=("train",), lengths=(16,), repeats=2,
+                       min_repeats=2, rounds=2, out=str(tmp_path))
+    res = run_bench(cfg, progress=False)
+    assert [e["row"] for e in res["results"]] == ["minGRU fused", "nn.GRU"]
+    for e in res["results"]:
+        assert e["n"] == 4 and len(e["times_ms"]) == 4
+        assert e["median_ms"] == statistics.median(e["times_ms"]) and e["min_ms"] == min(e["times_ms"])
+        assert e["peak_mib"] > 0
+    assert "in each of 2 rounds of every case (calls pooled)" in report.format_report(res)
+    with pytest.raises(ValueError, match="rounds: expected >= 1, got 0"):
+        BenchConfig(rounds=0)

@@ -19,6 +19,10 @@ class BenchConfig:
     thread_sweep: tuple = field(default=(), metadata={
         "help": "time every row at each of these thread counts, side by side (overrides threads; rows are "
                 "named 'ROW @Nt', and 'ROW' is its fastest count, so speed-ups compare each side at its best)"})
+    rounds: int = field(default=1, metadata={
+        "help": "run the whole sequence of cases this many times, each time timing every case, and report the "
+                "median over all rounds' calls: a shared machine's load, which comes and goes over seconds to "
+                "minutes, then reaches every row alike"})
     warmup: int = field(default=1, metadata={"help": "untimed calls before timing"})
     repeats: int = field(default=5, metadata={"help": "timed calls (median reported)"})
     min_repeats: int = field(default=3, metadata={"help": "timed calls even past the time budget"})
@@ -32,7 +36,7 @@ class BenchConfig:
     tag: str = field(default="cpu", metadata={"help": "file name stem: <out>/bench_<tag>.json/.png"})
 
     def __post_init__(self):
-        for name in ("batch", "width", "threads", "repeats", "min_repeats"):
+        for name in ("batch", "width", "threads", "repeats", "min_repeats", "rounds"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
         if self.warmup < 0 or self.max_seconds <= 0:

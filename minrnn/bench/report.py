@@ -76,7 +76,9 @@ def format_report(res: dict) -> str:
              f"device {c['device']}  dtype {c['dtype']}  B={c['batch']}  D=H={c['width']}  threads {_threads(res)}"
              f"{SWEEP_NOTE if len(_sweep(res)) > 1 else ''}  "
              f"OMP_WAIT_POLICY={m['OMP_WAIT_POLICY']}  allocator: {m['allocator']}",
-             f"median of up to {c['repeats']} timed calls after {c['warmup']} warm-up; forward + backward"]
+             f"median of up to {c['repeats']} timed calls after {c['warmup']} warm-up"
+             + (f", in each of {c['rounds']} rounds of every case (calls pooled)" if c.get("rounds", 1) > 1 else "")
+             + "; forward + backward"]
     idx = _index(res, "train")
     if idx:
         sizes = sorted({n for _, n in idx})

@@ -1,8 +1,10 @@
 """`BenchConfig` and the benchmark loop: every selected row at every size, side by side in one process.
 
 For each (row, size) the row's callable is built, for train rows its peak memory probed once
-(`timing.peak_memory`; that call also serves as the first warm-up), then timed (`timing.time_call`). Results, the machine and the settings go to a JSON file; the
-tables and the plot come from `report.py`. Ratios are only ever computed between rows of the same run.
+(`timing.peak_memory`; that call also serves as the first warm-up), then timed (`timing.time_call`); with
+`rounds` > 1 the whole sequence runs that many times and each case's calls are pooled. Results, the machine and
+the settings go to a JSON file; the tables and the plot come from `report.py`. Ratios are only ever computed
+between rows of the same run.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import torch
 
 from . import rows as rows_mod
 from .config import BenchConfig, quick_config  # noqa: F401  (re-exported)
-from .timing import peak_memory, time_call
+from .timing import peak_memory, summarize, time_call
 
 def select(cfg: BenchConfig) -> list[rows_mod.Row]:
     rows = [r for r in rows_mod.ROWS if r.group in cfg.groups]
@@ -80,46 +82,72 @@ def run_bench(cfg: BenchConfig, progress: bool = True, partial: Path | None = No
     # the other), so that a shared machine's load, which drifts over minutes, affects both sides of a ratio alike.
     order = {r.name: i for i, r in enumerate(rows)}
     jobs.sort(key=lambda j: (j[0].group != "train", j[0].group, j[1], order[j[0].name], counts.index(j[2])))
-    bar = tqdm(jobs, desc="bench", unit="case", disable=not progress, dynamic_ncols=True)
-    for row, n, threads in bar:
-        bar.set_postfix_str(f"{row.name} @ {n}" + (f" {threads}t" if sweep else ""))
-        torch.set_num_threads(threads)
-        if row.max_len is not None and row.group != "infer" and n > row.max_len:
-            if threads == counts[0]:
-                res["skipped"].append({"row": row.name, "size": n,
-                                       "reason": f"length > {row.max_len} (O(T^2) cost)"})
+    jobs = [(row, n, t) for row, n, t in jobs if not _skip(cfg, res, row, n, t, counts)]
+    # With rounds > 1 the whole sequence runs again; each case's timed calls of every round are pooled.
+    acc: dict[tuple, dict] = {}
+    bar = tqdm(total=len(jobs) * cfg.rounds, desc="bench", unit="case", disable=not progress, dynamic_ncols=True)
+    for rnd in range(cfg.rounds):
+        for row, n, threads in jobs:
+            bar.set_postfix_str(f"{row.name} @ {n}" + (f" {threads}t" if sweep else "")
+                                + (f" round {rnd + 1}/{cfg.rounds}" if cfg.rounds > 1 else ""))
+            torch.set_num_threads(threads)
+            fn = row.make(cfg, n)
+            probe = row.group == "train" and cfg.memory and rnd == 0
+            if probe:
+                # the fused layer keeps a reusable scratch buffer; free it so that the probed step allocates it
+                # again and its bytes count in this row's peak, as a fresh buffer would
+                from ..scan import native
+                native.free_workspace()
+            # The memory probe is one untimed call, so it doubles as the first warm-up call.
+            mib = peak_memory(fn, cfg.device) / 2 ** 20 if probe else None
+            t = time_call(fn, device=cfg.device, warmup=max(0, cfg.warmup - probe), repeats=cfg.repeats,
+                          min_repeats=cfg.min_repeats, max_seconds=cfg.max_seconds)
+            del fn
+            a = acc.setdefault((row.name, n, threads), {"times": []})
+            a["times"] += t["times_ms"]
+            if probe:
+                a["peak_mib"] = mib
+            res["results"] = _entries(jobs, acc, counts, sweep)
+            if partial is not None:
+                write_json(res, partial)
+            bar.update()
+    bar.close()
+    torch.set_num_threads(counts[0])
+    return res
+
+
+def _skip(cfg: BenchConfig, res: dict, row, n: int, threads: int, counts: list[int]) -> bool:
+    """Whether a case is not run (a loop row past loop_max_len, or past the row's max_len); noted once."""
+    why = None
+    if row.max_len is not None and row.group != "infer" and n > row.max_len:
+        why = f"length > {row.max_len} (O(T^2) cost)"
+    elif row.slow and row.group != "infer" and n > cfg.loop_max_len:
+        why = f"length > loop_max_len={cfg.loop_max_len}"
+    if why and threads == counts[0]:
+        res["skipped"].append({"row": row.name, "size": n, "reason": why})
+    return why is not None
+
+
+def _entries(jobs, acc: dict, counts: list[int], sweep: bool) -> list[dict]:
+    """The result entries of every case measured so far, in job order; with a thread sweep, each row's bare-name
+    entry (its fastest count) follows its last count."""
+    out = []
+    for row, n, threads in jobs:
+        a = acc.get((row.name, n, threads))
+        if a is None:
             continue
-        if row.slow and row.group != "infer" and n > cfg.loop_max_len:
-            if threads == counts[0]:
-                res["skipped"].append({"row": row.name, "size": n,
-                                       "reason": f"length > loop_max_len={cfg.loop_max_len}"})
-            continue
-        fn = row.make(cfg, n)
-        probe = row.group == "train" and cfg.memory
-        if probe:
-            # the fused layer keeps a reusable scratch buffer; free it so that the probed step allocates it
-            # again and its bytes count in this row's peak, as a fresh buffer would
-            from ..scan import native
-            native.free_workspace()
-        # The memory probe is one untimed call, so it doubles as the first warm-up call.
-        mib = peak_memory(fn, cfg.device) / 2 ** 20 if probe else None
-        t = time_call(fn, device=cfg.device, warmup=max(0, cfg.warmup - probe), repeats=cfg.repeats,
-                      min_repeats=cfg.min_repeats, max_seconds=cfg.max_seconds)
+        t = summarize(a["times"])
         entry = {"row": f"{row.name} @{threads}t" if sweep else row.name, "group": row.group, "size": n,
                  "ref": row.ref, "threads": threads, **t}
-        if probe:
-            entry["peak_mib"] = mib
+        if "peak_mib" in a:
+            entry["peak_mib"] = a["peak_mib"]
         if row.group == "infer":
             entry["ms_per_token"] = t["median_ms"] / row.steps
             entry["tokens_per_s"] = n * row.steps / (t["median_ms"] / 1e3)
-        res["results"].append(entry)
-        del fn
+        out.append(entry)
         if sweep and threads == counts[-1]:
-            res["results"].append(_fastest(res["results"][-len(counts):], row.name))
-        if partial is not None:
-            write_json(res, partial)
-    torch.set_num_threads(counts[0])
-    return res
+            out.append(_fastest(out[-len(counts):], row.name))
+    return out
 
 
 def _fastest(entries: list[dict], name: str) -> dict:

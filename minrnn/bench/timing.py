@@ -27,7 +27,7 @@ def sync(device: str) -> None:
 
 def time_call(fn: Callable[[], None], *, device: str = "cpu", warmup: int = 1, repeats: int = 5,
               min_repeats: int = 1, max_seconds: float = 30.0) -> dict:
-    """Median and minimum wall time of fn() in milliseconds, and how many timed calls were made."""
+    """Median and minimum wall time of fn() in milliseconds, how many timed calls were made, and their times."""
     if repeats < 1 or min_repeats < 1:
         raise ValueError(f"repeats/min_repeats: expected >= 1, got {repeats}/{min_repeats}")
     for _ in range(warmup):
@@ -42,7 +42,12 @@ def time_call(fn: Callable[[], None], *, device: str = "cpu", warmup: int = 1, r
         dt = time.perf_counter() - t0
         times.append(dt * 1e3)
         spent += dt
-    return {"median_ms": statistics.median(times), "min_ms": min(times), "n": len(times)}
+    return summarize(times)
+
+
+def summarize(times: list[float]) -> dict:
+    """Median and minimum (ms) of timed calls, their number, and the calls themselves."""
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "n": len(times), "times_ms": list(times)}
 
 
 def peak_memory(fn: Callable[[], None], device: str = "cpu") -> int:
