@@ -6,8 +6,8 @@ Groups (the size is the sequence length for train/scan, the batch size for infer
          default on CPU, its matmuls inside the kernels on fp32; "fused mm" = the same with torch.mm around them;
          "native" = the generic C scan with the gate math in PyTorch), nn.GRU/nn.LSTM (oneDNN/cuDNN), the
          paper's sequential baseline (a Python loop over nn.GRUCell/nn.LSTMCell), the peer `mingru-pytorch`
-         (when installed) and the matmul floors (the two GEMMs of a layer's input projection, 2H or 3H gate
-         outputs: what no minGRU/minLSTM layer can avoid).
+         (when installed) and the matmul floors (the two torch.mm GEMMs of a layer's input projection, 2H or
+         3H gate outputs: the floor of a layer built on torch.mm).
   scan   h_t = a_t h_{t-1} + b_t alone on (B, T, D) against an add that reads two tensors and writes one
          (the bandwidth floor), forward and forward + backward.
   infer  step(): per-token latency and tokens/s of one layer and of a small 2-layer LM, against nn.GRU.
@@ -136,9 +136,10 @@ def train_rows() -> list[Row]:
 
 
 def _matmul_floor(n_gates: int):
-    """The matmul work a layer cannot avoid: k = x W^T (B*T x n_gates*H) and dL/dW = dk^T x, as two plain GEMMs
-    into preallocated outputs (no bias, no autograd, no fresh buffers). minGRU has 2H gate outputs, minLSTM 3H,
-    so nn.GRU / floor 2H and nn.LSTM / floor 3H are the best speed-ups any minGRU/minLSTM layer can reach here."""
+    """The matmul work a layer cannot avoid: k = x W^T (B*T x n_gates*H) and dL/dW = dk^T x, as two plain
+    torch.mm GEMMs into preallocated outputs (no bias, no autograd, no fresh buffers). minGRU has 2H gate
+    outputs, minLSTM 3H, so nn.GRU / floor 2H and nn.LSTM / floor 3H are the best speed-ups a layer built on
+    torch.mm can reach here (the 'fused mm' rows); the in-kernel products of the 'fused' rows can beat it."""
     def make(cfg, T):
         x = _x(cfg, T).reshape(-1, cfg.width)  # (B*T, D)
         g = torch.Generator().manual_seed(2)
