@@ -76,6 +76,11 @@ static inline void FN(prefetch_step)(const REAL* kp, const REAL* hp, int64_t ng,
     for (int64_t j = 0; j < w; j += 64 / (int64_t)sizeof(REAL)) __builtin_prefetch(hp + j, 1, 3);
 }
 
+/* Prefetch n elements from p (read). */
+static inline void FN(prefetch_row)(const REAL* p, int64_t n) {
+    for (int64_t j = 0; j < n; j += 64 / (int64_t)sizeof(REAL)) __builtin_prefetch(p + j, 0, 3);
+}
+
 /* The same for backward, which walks time downwards: k and h of the step before (read), and dL/dh (read; NULL
  * when it does not vary over time). dL/dk is not prefetched: it is written with streaming stores. */
 static inline void FN(prefetch_bwd)(const REAL* kp, const REAL* hq, const REAL* ghp, int64_t ng, int64_t w,
@@ -152,6 +157,7 @@ static inline __attribute__((always_inline)) void FN(fwd_job)(
             if (sq->reset && sq->reset[bi * T + t])
                 for (int64_t j = 0; j < w; j++) st[j] = sq->hr ? sq->hr[bi * H + j0 + j] : (REAL)0;
             if (t + pf < T) FN(prefetch_step)(ln ? 0 : kp + pf * G, hp + pf * H, ng, w, H);
+            if (ln && t + tc < T) FN(prefetch_row)(ln->x + (bi * T + t + tc) * ln->D, ln->D);  /* next chunk's x */
             _Pragma("GCC ivdep")  /* k, h, gh, gk never overlap: spares the runtime alias checks */
             for (int64_t j = 0; j < w; j++) {
                 FN(gate_t) o = GATE_AT(kp, bb, j);
@@ -200,6 +206,7 @@ static inline __attribute__((always_inline)) void FN(bwd_job)(
                 const REAL* hq = t - pf > 0 ? h + (bi * T + t - pf - 1) * H + j0 : hp0;
                 FN(prefetch_bwd)(kp - pf * G, hq, sgt ? ghp - pf * sgt : 0, ng, w, H);
             }
+            if (ln && t >= tc) FN(prefetch_row)(ln->x + (bi * T + t - tc) * ln->D, ln->D);  /* next chunk's x */
             int rs = sq->reset && sq->reset[bi * T + t];
             const REAL* hprev = rs ? (sq->hr ? sq->hr + bi * H + j0 : zero)
                                    : t > 0 ? h + (bi * T + t - 1) * H + j0 : (h0 ? h0 + bi * H + j0 : zero);
