@@ -1,8 +1,16 @@
 """A whole minGRU/minLSTM layer direction on the CPU in one autograd node: k = x W^T (one matmul, no bias pass)
 followed by the fused gate-math + scan kernel of `fused.py`, which adds the bias itself.
 
-Why one node instead of `nn.Linear` + `fused_cell_scan`: on this kind of CPU a layer step at B = 64, D = H = 128
-spends about as long in memory traffic around the kernels as in the kernels. Owning the matmul removes it:
+Two routes for the matmuls (`kernel_matmul`): on fp32 with AVX2 + FMA they run inside the kernels
+(`fused_lin_fwd/bwd` in csrc/fused_body.h, products in csrc/gemm.h), one cache-resident chunk of time steps at a
+time: forward computes each chunk's k, scans it and streams it out (saved for backward); backward forms each
+chunk's dL/dk and at once dL/dW (per-thread slots, summed here) and dL/dx, so dL/dk never reaches memory. The
+kernels decline (and the route below runs) when rows would be split across threads. The other route, described
+below, calls torch.mm around the kernels.
+
+Why one node instead of `nn.Linear` + `fused_cell_scan` (torch.mm route): on this kind of CPU a layer step at
+B = 64, D = H = 128 spends about as long in memory traffic around the kernels as in the kernels. Owning the
+matmul removes it:
 - `addmm` first copies the broadcast bias into its fresh (B, T, n_gates * H) output and then accumulates into it;
   here `mm` writes x W^T straight into k and the kernel adds the bias while it reads k anyway;
 - the bias gradient is summed inside the backward kernel (per batch row) instead of a separate pass over dL/dk;
