@@ -209,7 +209,7 @@ static inline __attribute__((always_inline)) void FN(bwd_job)(
             if (ln && t >= tc) FN(prefetch_row)(ln->x + (bi * T + t - tc) * ln->D, ln->D);  /* next chunk's x */
             int rs = sq->reset && sq->reset[bi * T + t];
             const REAL* hprev = rs ? (sq->hr ? sq->hr + bi * H + j0 : zero)
-                                   : t > 0 ? h + (bi * T + t - 1) * H + j0 : (h0 ? h0 + bi * H + j0 : zero);
+                                   : t > 0 ? h + (bi * T + t - 1) * H + j0 : hp0;
             /* Time runs backwards, so memory is walked downwards too, in short ascending runs of RBLK units: the
              * hardware prefetcher follows a descending stream, but not descending rows read upwards (measured
              * 5-6x slower on an AMD EPYC VM). */
