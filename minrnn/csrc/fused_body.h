@@ -68,28 +68,25 @@ static inline void FN(load_bias)(REAL* bb, const REAL* bias, int64_t ng, int64_t
         for (int64_t j = 0; j < w; j++) bb[q * HBLK + j] = bias ? bias[q * H + j0 + j] : (REAL)0;
 }
 
+/* Prefetch n elements from p for reading (one instruction per 64-byte line). */
+static inline void FN(prefetch_row)(const REAL* p, int64_t n) {
+    for (int64_t j = 0; j < n; j += 64 / (int64_t)sizeof(REAL)) __builtin_prefetch(p + j, 0, 3);
+}
+
 /* Software prefetch of one later time step of a job: its gate rows of k (read; NULL: none) and its row of h
  * (written). */
 static inline void FN(prefetch_step)(const REAL* kp, const REAL* hp, int64_t ng, int64_t w, int64_t H) {
-    if (kp) for (int64_t q = 0; q < ng; q++)
-        for (int64_t j = 0; j < w; j += 64 / (int64_t)sizeof(REAL)) __builtin_prefetch(kp + q * H + j, 0, 3);
+    if (kp) for (int64_t q = 0; q < ng; q++) FN(prefetch_row)(kp + q * H, w);
     for (int64_t j = 0; j < w; j += 64 / (int64_t)sizeof(REAL)) __builtin_prefetch(hp + j, 1, 3);
-}
-
-/* Prefetch n elements from p (read). */
-static inline void FN(prefetch_row)(const REAL* p, int64_t n) {
-    for (int64_t j = 0; j < n; j += 64 / (int64_t)sizeof(REAL)) __builtin_prefetch(p + j, 0, 3);
 }
 
 /* The same for backward, which walks time downwards: k and h of the step before (read), and dL/dh (read; NULL
  * when it does not vary over time). dL/dk is not prefetched: it is written with streaming stores. */
 static inline void FN(prefetch_bwd)(const REAL* kp, const REAL* hq, const REAL* ghp, int64_t ng, int64_t w,
                                     int64_t H) {
-    const int64_t L = 64 / (int64_t)sizeof(REAL);
-    for (int64_t q = 0; q < ng; q++)
-        for (int64_t j = 0; j < w; j += L) __builtin_prefetch(kp + q * H + j, 0, 3);
-    for (int64_t j = 0; j < w; j += L) __builtin_prefetch(hq + j, 0, 3);
-    if (ghp) for (int64_t j = 0; j < w; j += L) __builtin_prefetch(ghp + j, 0, 3);
+    for (int64_t q = 0; q < ng; q++) FN(prefetch_row)(kp + q * H, w);
+    FN(prefetch_row)(hq, w);
+    if (ghp) FN(prefetch_row)(ghp, w);
 }
 
 /* dst[0:n] = src[0:n] with non-temporal (streaming) stores where dst is 32-byte aligned: dL/dk is written once

@@ -61,11 +61,12 @@ def unit_stride_rows(gh: torch.Tensor) -> torch.Tensor:
     return g.expand(gh.shape)
 
 
-def run_fwd(flags, k, bias, h0, hr, m8, r8) -> torch.Tensor:
-    """The forward kernel on contiguous k (B, T, G) (bias (G,), h0/hr (B, H), m8/r8 (B, T) uint8, or None)."""
+def run_fwd(flags, k, bias, h0, hr, m8, r8, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The forward kernel on contiguous k (B, T, G) (bias (G,), h0/hr (B, H), m8/r8 (B, T) uint8, or None), into
+    `out` (contiguous (B, T, H)) or a fresh tensor."""
     B, T, G = k.shape
     H = G // (2 if flags[0] == 0 else 3)
-    h = native.empty_large((B, T, H), k)
+    h = native.empty_large((B, T, H), k) if out is None else out
     p = native._ptr
     fn = getattr(native.library(), f"fused_fwd_{native._SUFFIX[k.dtype]}")
     fn(*flags, p(k), p(bias), p(h0), p(h), p(m8), p(r8), p(hr), B, T, H, native._threads(h.numel()))

@@ -90,15 +90,15 @@ class FusedLinearCellFn(torch.autograd.Function):
         h0c, hrc, m8, r8 = fused.prepare(h0, h_reset, mask, reset)
         ctx.flags = (cell_id, int(normalize), int(cand_g))
         ctx.in_kernel = False
+        h = native.empty_large((B, T, H), x)
         if kernel_matmul_active(x.dtype):  # k = x W^T inside the kernel, chunk by chunk, also written out into k
-            h = native.empty_large((B, T, H), x)
             p = native._ptr
             fn = getattr(native.library(), f"fused_lin_fwd_{native._SUFFIX[x.dtype]}")
             ctx.in_kernel = _check(fn(*ctx.flags, p(x), p(weight), p(k), p(bias), p(h0c), p(h), p(m8), p(r8), p(hrc),
                                       B, T, H, D, native._threads(h.numel())), "fused_lin_fwd")
         if not ctx.in_kernel:
             torch.mm(x.view(B * T, D), weight.t(), out=k.view(B * T, G))  # (B*T, G), no bias pass
-            h = fused.run_fwd(ctx.flags, k, bias, h0c, hrc, m8, r8)
+            fused.run_fwd(ctx.flags, k, bias, h0c, hrc, m8, r8, out=h)
         ctx.present = tuple(t is not None for t in (bias, h0c, hrc, m8, r8))
         ctx.save_for_backward(x, weight, k, h, *(fused._opt(t) for t in (bias, h0c, hrc, m8, r8)))
         return h
