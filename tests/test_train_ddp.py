@@ -45,6 +45,20 @@ def test_ddp_two_processes_match_one(tmp_path):
     v2 = [r["val_loss"] for r in recs2 if r["kind"] == "eval"]
     assert v2 == pytest.approx(v1, rel=1e-5)
     a, b = ck.load_checkpoint(one / "r" / "ckpt_last.pt"), ck.load_checkpoint(runs[0] / "ckpt_last.pt")
+    # Tolerances follow AdamW's update scale. The runs differ only in the order in which the gradient
+    # contributions are summed (two half-batch means averaged vs one mean), a relative ~1e-7 change of the
+    # gradient; Adam's update lr * m / (sqrt(v) + eps) is scale-free in the gradient, so a weight with a real
+    # gradient moves by the same amount up to ~1e-7 of one step. 0.1% of one step (1e-3 * lr) is the bound.
+    # The attention *key* bias is the exception: softmax is unchanged when a constant is added to a row of
+    # scores, so its gradient is exactly zero in exact arithmetic and float rounding noise in practice, and
+    # Adam turns that noise into updates that differ between the runs (1.0e-6 seen, over the 3e-6 bound
+    # above in other runs); for it only Adam's own bound holds: at most ~lr per step.
+    d, lr, steps = 16, 3e-3, 6  # ARGS: --d-model 16 --lr 3e-3 --steps 6
     for k in a["model"]:
-        torch.testing.assert_close(b["model"][k], a["model"][k], rtol=1e-4, atol=1e-6)
+        want, got = a["model"][k], b["model"][k]
+        if k.endswith("attn.qkv.bias"):
+            key = slice(d, 2 * d)  # qkv.bias = [query | key | value]
+            assert (got[key] - want[key]).abs().max() <= steps * lr
+            want, got = torch.cat([want[:d], want[2 * d:]]), torch.cat([got[:d], got[2 * d:]])
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3 * lr, msg=lambda m, k=k: f"{k}: {m}")
     assert len(b["rng"]) == 2  # every rank's RNG state is checkpointed
