@@ -2,22 +2,29 @@
 
 A checkpoint is one `torch.save`d dict (format `minrnn-ckpt/1`) with the model, optimiser, scheduler and
 grad-scaler states, all RNG states, the data position (the step: batches are a pure function of it), the
-early-stopping state and the resolved config. It is written to a temp file in the same folder and renamed
-over the old one (`os.replace` is atomic), so a run killed mid-write keeps its previous checkpoint.
+early-stopping state and the resolved config, and a sha256 of that content, checked on load (a flipped
+byte or NaN weights are an error, never a silent resume). It is written to a temp file in the same folder
+and renamed over the old one (`os.replace` is atomic), so a run killed mid-write keeps its previous
+checkpoint; the temp files such a kill leaves are removed when the run directory is next opened.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-FORMAT = "minrnn-ckpt/1"
+from .extras import require
+
+FORMAT = "minrnn-ckpt/2"  # /2: with a content checksum
+OLD_FORMATS = ("minrnn-ckpt/1",)  # still read, without a checksum to verify
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -42,25 +49,67 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
+def _digest(obj, h) -> None:
+    """Feed every tensor (dtype, shape, bytes) and every other leaf (repr) of a nested checkpoint into `h`."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous().reshape(-1)
+        h.update(f"T{t.dtype}{tuple(obj.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            h.update(f"K{k!r}".encode())
+            _digest(v, h)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"L{len(obj)}".encode())
+        for v in obj:
+            _digest(v, h)
+    else:
+        h.update(f"V{obj!r}".encode())
+
+
+def checksum(ckpt: dict) -> str:
+    """sha256 over a checkpoint's content (every tensor's bytes), without its format and checksum keys."""
+    h = hashlib.sha256()
+    _digest({k: v for k, v in ckpt.items() if k not in ("format", "checksum")}, h)
+    return h.hexdigest()
+
+
 def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
+    """Write `ckpt` atomically, with a checksum of its content that `load_checkpoint` verifies."""
+    ckpt = {k: v for k, v in ckpt.items() if k not in ("format", "checksum")}
     buf = io.BytesIO()
-    torch.save({"format": FORMAT, **ckpt}, buf)
+    torch.save({"format": FORMAT, **ckpt, "checksum": checksum(ckpt)}, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else "no message"
+
+
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Load and validate a checkpoint; a clear RuntimeError when it is missing, truncated or foreign."""
+    """Load and validate a checkpoint: a clear RuntimeError when it is missing, empty, truncated, foreign,
+    altered after it was written (checksum) or holds non-finite model weights."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint: expected a file, got {path} (missing)")
+    if path.stat().st_size == 0:
+        raise RuntimeError(f"checkpoint {path} is empty (0 bytes): it was cut off while being written")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, random bytes, pickled foreign objects
         raise RuntimeError(f"checkpoint {path} is corrupted or not a minrnn checkpoint "
-                           f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+                           f"({type(e).__name__}: {_first_line(e)})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in (FORMAT, *OLD_FORMATS):
         got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise RuntimeError(f"checkpoint {path}: expected format {FORMAT!r}, got {got!r}")
+    if ckpt["format"] == FORMAT and ckpt.get("checksum") != checksum(ckpt):
+        raise RuntimeError(f"checkpoint {path} is corrupted: its content does not match the checksum "
+                           "written with it")
+    bad = [k for k, v in ckpt.get("model", {}).items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise RuntimeError(f"checkpoint {path}: expected finite model weights, got NaN/inf in {bad[:5]}")
     return ckpt
 
 
@@ -93,38 +142,44 @@ def set_rng_state(st: dict) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
-def make_run_dir(out_dir: str, task: str, model: str, seed: int, name: str = "") -> Path:
-    """runs/<task>-<model>-s<seed>-<time> (or `name`); a suffix keeps two runs started the same second apart."""
-    base = name or f"{task}-{model}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    for i in range(1000):
-        p = Path(out_dir) / (base if i == 0 else f"{base}-{i}")
+def _parse_metrics(path: Path) -> tuple[list[dict], list[int], int]:
+    """(records, 1-based numbers of the lines that are not JSON objects, number of the last non-blank line)."""
+    recs, bad, last = [], [], 0
+    for i, ln in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not ln.strip():
+            continue
+        last = i
         try:
-            p.mkdir()
-            return p
-        except FileExistsError:
-            if name:
-                raise FileExistsError(f"run_name: {p} exists; pick another name or --resume it") from None
-    raise FileExistsError(f"could not create a run directory under {out_dir}")
+            r = json.loads(ln)
+        except json.JSONDecodeError:
+            r = None
+        if isinstance(r, dict):
+            recs.append(r)
+        else:
+            bad.append(i)
+    return recs, bad, last
 
 
 class MetricsLog:
-    """Append-only JSONL (one object per line, flushed) plus optional TensorBoard scalars."""
+    """Append-only JSONL (one object per line, flushed) plus optional TensorBoard scalars.
+
+    On resume (`keep_until_step` given) the lines the killed run wrote after its checkpoint are dropped, and
+    so are lines a kill or a full disk left torn (said on stderr), so the resumed log reads like one run."""
 
     def __init__(self, run_dir: Path, tensorboard: bool = False, keep_until_step: int | None = None):
         self.path = run_dir / "metrics.jsonl"
-        if keep_until_step is not None and self.path.exists():  # resume: drop what the killed run logged later
-            kept = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) <= keep_until_step]
-            atomic_write_bytes(self.path, "".join(ln + "\n" for ln in kept).encode())
-        self.f = open(self.path, "a")
+        if keep_until_step is not None and self.path.exists():
+            recs, bad, _ = _parse_metrics(self.path)
+            if bad:
+                print(f"note: {self.path}: dropped {len(bad)} torn line(s) (line {', '.join(map(str, bad[:5]))})",
+                      file=sys.stderr)
+            kept = [r for r in recs if r.get("step", 0) <= keep_until_step]
+            atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
         self.tb = None
         if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as e:
-                raise ImportError("--tensorboard needs the tensorboard package: pip install 'minrnn[tb]'") from e
-            self.tb = SummaryWriter(str(run_dir / "tb"))
+            writer = require("torch.utils.tensorboard", "tb", "--tensorboard", "tensorboard").SummaryWriter
+            self.tb = writer(str(run_dir / "tb"))
+        self.f = open(self.path, "a")
 
     def write(self, record: dict) -> None:
         self.f.write(json.dumps(record) + "\n")
@@ -141,7 +196,14 @@ class MetricsLog:
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+    """The records of RUN_DIR/metrics.jsonl. A torn last line (a kill or full disk mid-write) is skipped with
+    a note; a corrupted line before it is an error naming the file and line."""
     p = Path(run_dir) / "metrics.jsonl"
     if not p.is_file():
         raise FileNotFoundError(f"run directory: expected {p} to exist")
-    return [json.loads(ln) for ln in p.read_text().splitlines() if ln.strip()]
+    recs, bad, last = _parse_metrics(p)
+    if bad and bad != [last]:
+        raise ValueError(f"{p}: line {bad[0]} is not a JSON object (the file is corrupted)")
+    if bad:
+        print(f"note: {p}: skipped its torn last line {last}", file=sys.stderr)
+    return recs

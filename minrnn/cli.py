@@ -24,9 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
-        print(f"minrnn {args.command}: error: {e}", file=sys.stderr)
+    except (ValueError, TypeError, RuntimeError, ImportError, OSError) as e:
+        print(f"minrnn {args.command}: error: {error_text(e)}", file=sys.stderr)
         return 2
+
+
+def error_text(e: BaseException) -> str:
+    """One line for the user: our own messages as they are; an OS error as 'what: path'."""
+    if isinstance(e, OSError) and e.strerror:  # raised by the OS: "[Errno 13] ..." reads better without the number
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return str(e).strip() or type(e).__name__
 
 
 if __name__ == "__main__":

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import random
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,6 +25,8 @@ import torch
 import torch.distributed as dist
 
 from . import checkpoint as ck
+from .extras import require
+from .rundir import RunLock, best_from_last, best_mismatch, clean_tmp, make_run_dir, repair_best
 from .tasks.base import to_device
 from .train_config import RESUMABLE, TrainConfig, lr_factor, make_optimizer, resolve_config  # noqa: F401
 
@@ -52,28 +56,48 @@ def _load_resume(run_dir: str, overrides: dict | None):
     cfg_path = run_dir / "config.json"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"--resume: expected a run directory with config.json, got {run_dir}")
-    saved = json.loads(cfg_path.read_text())
+    try:
+        saved = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"--resume: {cfg_path} is not valid JSON ({e})") from None
     bad = sorted(set(overrides or {}) - set(RESUMABLE))
     if bad:
         raise ValueError(f"--resume: fields {bad} cannot change in a resumed run (only {list(RESUMABLE)})")
     train_vals = {**saved["train_config"], **(overrides or {})}
     task_cls, task_cfg, train_cfg = resolve_config(saved["task"], None, {**saved["task_config"], **train_vals})
+    if not (run_dir / "ckpt_last.pt").exists():  # killed before its first checkpoint: start it over
+        print(f"note: {run_dir} has no checkpoint yet (the run stopped before its first one): starting it "
+              "from step 0", file=sys.stderr)
+        return run_dir, saved, task_cls, task_cfg, train_cfg, None
     ckpt = ck.load_checkpoint(run_dir / "ckpt_last.pt")
     if ckpt.get("task") != saved["task"]:
         raise ValueError(f"checkpoint task: expected {saved['task']!r} (config.json), got {ckpt.get('task')!r}")
-    return run_dir, saved.get("preset"), task_cls, task_cfg, train_cfg, ckpt
+    return run_dir, saved, task_cls, task_cfg, train_cfg, ckpt
+
+
+def _check_data(saved: dict, now: dict | None, run_dir: Path) -> None:
+    """A resumed run must read the data it started with (the fingerprint config.json recorded)."""
+    was = saved.get("data")
+    if was is not None and now is not None and was.get("sha256") != now.get("sha256"):
+        raise ValueError(f"--resume: the data changed since {run_dir} started: {now.get('path')} has sha256 "
+                         f"{now.get('sha256', '?')[:16]}..., config.json recorded {was.get('sha256', '?')[:16]}... "
+                         f"({was.get('path')}); resume with the original data or start a new run")
 
 
 def train(task: str | None = None, preset: str | None = None, overrides: dict | None = None, *,
           resume: str | os.PathLike | None = None, stop_at: int | None = None) -> dict:
     """Train `task` (or resume the run in `resume`); returns the run summary (also in summary.json).
     `stop_at` ends the process right after the checkpoint of that step, as a kill would (for tests)."""
+    saved = None
     if resume is not None:
-        run_dir, preset, task_cls, task_cfg, cfg, ckpt = _load_resume(resume, overrides)
+        run_dir, saved, task_cls, task_cfg, cfg, ckpt = _load_resume(resume, overrides)
+        preset = saved.get("preset")
     else:
         if task is None:
             raise ValueError("task: expected a task name or resume=RUN_DIR, got neither")
         (task_cls, task_cfg, cfg), ckpt, run_dir = resolve_config(task, preset, overrides), None, None
+    if cfg.tensorboard:  # before anything is written: a missing package leaves no half-made run directory
+        require("torch.utils.tensorboard", "tb", "--tensorboard", "tensorboard")
     rank, world, device = _setup_dist(cfg)
     if cfg.batch_size % (world * cfg.grad_accum):
         raise ValueError(f"batch_size: expected a multiple of world_size * grad_accum = "
@@ -83,6 +107,8 @@ def train(task: str | None = None, preset: str | None = None, overrides: dict | 
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     tk = task_cls(task_cfg)
+    if saved is not None:
+        _check_data(saved, tk.data_fingerprint(), run_dir)
     raw = tk.build_model().to(device)
     n_params = sum(p.numel() for p in {id(p): p for p in raw.parameters()}.values())
     opt = make_optimizer(raw, cfg, device)
@@ -99,12 +125,18 @@ def train(task: str | None = None, preset: str | None = None, overrides: dict | 
             ck.set_rng_state(rngs[rank])
         elif rank == 0:
             print(f"note: resumed with {world} processes, checkpoint has {len(rngs)}: dropout RNG reseeded")
+    lock = None
     if rank == 0:
         if run_dir is None:
-            run_dir = ck.make_run_dir(cfg.out_dir, task_cls.name, task_cfg.model, cfg.seed, cfg.run_name)
+            run_dir = make_run_dir(cfg.out_dir, task_cls.name, task_cfg.model, cfg.seed, cfg.run_name)
+        lock = RunLock(run_dir)  # before any write; a second process on this run stops here
+        clean_tmp(run_dir)
+        if ckpt is not None:
+            repair_best(run_dir, ckpt)
         ck.atomic_write_json(Path(run_dir) / "config.json", {
             "task": task_cls.name, "preset": preset, "task_config": asdict(task_cfg), "train_config": asdict(cfg),
             "world_size": world, "params": n_params, "model_class": type(raw).__name__,
+            "data": tk.data_fingerprint(),
             "versions": {"torch": torch.__version__, "python": platform.python_version()}})
         print(f"run {run_dir}: {task_cls.name} / {task_cfg.model}, {n_params:,} parameters, seed {cfg.seed}, "
               f"{world} process(es) on {device}" + (f", resuming at step {st['step']}" if ckpt else ""))
@@ -112,17 +144,21 @@ def train(task: str | None = None, preset: str | None = None, overrides: dict | 
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                           else None)
-    log = ck.MetricsLog(Path(run_dir), cfg.tensorboard, st["step"] if ckpt else None) if rank == 0 else None
+    log = None
     try:
+        if rank == 0:  # a restarted run (resume without a checkpoint) keeps no line of the killed one
+            log = ck.MetricsLog(Path(run_dir), cfg.tensorboard, st["step"] if resume is not None else None)
         summary = _loop(tk, model, raw, opt, scaler, cfg, st, rank, world, device, run_dir, log, stop_at)
+        if summary is not None and rank == 0:
+            summary.update(run_dir=str(run_dir), params=n_params)
+            ck.atomic_write_json(Path(run_dir) / "summary.json", summary)
     finally:
         if log is not None:
             log.close()
+        if lock is not None:
+            lock.release()
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
-    if summary is not None and rank == 0:
-        summary.update(run_dir=str(run_dir), params=n_params)
-        ck.atomic_write_json(Path(run_dir) / "summary.json", summary)
     if summary is None:
         summary = {"stopped_at": stop_at}
     return {**summary, "run_dir": str(run_dir) if rank == 0 else None, "rank": rank}
@@ -168,6 +204,7 @@ def _loop(tk, model, raw, opt, scaler, cfg, st, rank, world, device, run_dir, lo
                 mets[k] = mets.get(k, 0.0) + float(v) / A
         scaler.unscale_(opt)
         gnorm = torch.nn.utils.clip_grad_norm_(raw.parameters(), cfg.grad_clip or float("inf"))
+        _check_finite(loss_sum, float(gnorm), cfg, st, world, run_dir)
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)
@@ -213,6 +250,26 @@ def _loop(tk, model, raw, opt, scaler, cfg, st, rank, world, device, run_dir, lo
             "last_eval": last_eval}
 
 
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN/inf loss or gradient; the update was not applied."""
+
+
+def _check_finite(loss: float, gnorm: float, cfg: TrainConfig, st: dict, world: int, run_dir) -> None:
+    """Stop before a NaN/inf loss or gradient reaches the weights (all ranks together); the last checkpoint
+    on disk stays the last good one. With fp16 an inf gradient is the grad scaler's business (it skips)."""
+    bad = not math.isfinite(loss) or (cfg.amp != "fp16" and not math.isfinite(gnorm))
+    if world > 1:
+        flag = torch.tensor([float(bad)])
+        dist.all_reduce(flag)
+        bad = bool(flag[0] > 0)
+    if bad:
+        kept = (f"the last good checkpoint ({run_dir}/ckpt_last.pt, step {st.get('saved_step', 0)}) is kept"
+                if st.get("saved_step") else "no checkpoint had been written yet")
+        raise NonFiniteLoss(f"step {st['step'] + 1}: the training loss is {loss} and the gradient norm {gnorm} "
+                            f"(expected finite values; lr {cfg.lr}, grad_clip {cfg.grad_clip}); training stopped "
+                            f"before the update, {kept}. Try a lower --lr or --grad-clip.")
+
+
 def _evaluate(tk, raw, cfg, device, st, log, bar) -> dict:
     t0 = time.perf_counter()
     raw.eval()
@@ -229,7 +286,6 @@ def _evaluate(tk, raw, cfg, device, st, log, bar) -> dict:
         st["best"], st["best_step"], st["bad_evals"] = ev[key], st["step"], 0
     else:
         st["bad_evals"] += 1
-    st["improved"] = better
     if log is not None:
         log.write({"kind": "eval", "step": st["step"], "time": round(st["train_time"], 4), **ev})
     if log is not None:
@@ -246,15 +302,16 @@ def _save(tk, raw, opt, scaler, cfg, st, rank, world, run_dir) -> None:
         rngs = [ck.rng_state()]
     if rank != 0:
         return
-    state = {k: v for k, v in st.items() if k != "improved"}
+    # ckpt_last first, then ckpt_best: ckpt_last records that its own step is the best one (best_step ==
+    # step), so a kill between the two writes is repaired on resume (rundir.repair_best)
+    st["saved_step"] = st["step"]
+    state = dict(st)
     ckpt = {"task": tk.name, "model": raw.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": {"step": st["step"], "train_time": st["train_time"]}, "scaler": scaler.state_dict(), "state": state, "rng": rngs,
-            "data": {"seed": cfg.seed, "next_step": st["step"]}}
+            "scheduler": {"step": st["step"], "train_time": st["train_time"]}, "scaler": scaler.state_dict(),
+            "state": state, "rng": rngs, "data": {"seed": cfg.seed, "next_step": st["step"]}}
     ck.save_checkpoint(Path(run_dir) / "ckpt_last.pt", ckpt)
-    if st.get("improved"):
-        st["improved"] = False
-        ck.save_checkpoint(Path(run_dir) / "ckpt_best.pt", {"task": tk.name, "model": raw.state_dict(),
-                                                            "state": state})
+    if st["best"] is not None and st["best_step"] == st["step"]:
+        ck.save_checkpoint(Path(run_dir) / "ckpt_best.pt", best_from_last(tk.name, ckpt))
 
 
 def load_run(run_dir: str | os.PathLike, which: str = "best", device: str = "cpu", overrides: dict | None = None):
@@ -268,11 +325,24 @@ def load_run(run_dir: str | os.PathLike, which: str = "best", device: str = "cpu
         raise FileNotFoundError(f"run directory: expected {cfg_path} to exist")
     saved = json.loads(cfg_path.read_text())
     task_cls, task_cfg, _ = resolve_config(saved["task"], None, {**saved["task_config"], **(overrides or {})})
-    path = run_dir / f"ckpt_{which}.pt"
-    ckpt = ck.load_checkpoint(path)
+    path, ckpt = _load_ckpt(run_dir, which)
     if ckpt.get("task") != saved["task"]:
         raise ValueError(f"checkpoint task: expected {saved['task']!r}, got {ckpt.get('task')!r}")
     tk = task_cls(task_cfg)
     model = tk.build_model()
     ck.load_model_state(model, ckpt["model"], str(path))
     return tk, model.to(device).eval(), {**saved, "step": ckpt["state"]["step"]}
+
+
+def _load_ckpt(run_dir: Path, which: str) -> tuple[Path, dict]:
+    """(path, checkpoint) of ckpt_<which>; the best one is taken from ckpt_last when a kill left ckpt_best
+    behind it (see rundir.best_mismatch), so eval never reads a stale best."""
+    last_path = run_dir / "ckpt_last.pt"
+    if which == "best" and last_path.is_file():
+        last = ck.load_checkpoint(last_path)
+        if best_mismatch(run_dir, last):
+            print(f"note: {run_dir}/ckpt_best.pt is older than the best evaluation (step {last['state']['step']}) "
+                  "recorded in ckpt_last.pt: using ckpt_last.pt (a resume rewrites ckpt_best.pt)", file=sys.stderr)
+            return last_path, best_from_last(last["task"], last)
+    path = run_dir / f"ckpt_{which}.pt"
+    return path, ck.load_checkpoint(path)

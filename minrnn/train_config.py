@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .validate import check_float as _float, check_int as _int
+from .rundir import check_run_name
 from .tasks import get_task
 
 
@@ -41,16 +43,17 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "ckpt_every", "patience", "threads", "grad_clip", "weight_decay",
-                     "time_budget", "min_lr"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr: expected > 0, got {self.lr}")
+            _int(name, getattr(self, name), 1)
+        for name in ("warmup_steps", "ckpt_every", "patience", "threads", "seed"):
+            _int(name, getattr(self, name), 0)
+        for name in ("grad_clip", "weight_decay", "time_budget", "min_lr"):
+            _float(name, getattr(self, name), 0.0)
+        _float("lr", self.lr, 0.0, lo_open=True)
+        for name in ("beta1", "beta2"):
+            _float(name, getattr(self, name), 0.0, 1.0)
         if self.amp not in ("none", "bf16", "fp16"):
             raise ValueError(f"amp: expected none, bf16 or fp16, got {self.amp!r}")
+        check_run_name(self.run_name)
 
 
 # train-config fields a resumed run may change (the rest would change the result)
@@ -62,6 +65,8 @@ def resolve_config(task: str, preset: str | None = None, overrides: dict | None 
     """(Task class, task config, train config) from defaults <- preset <- overrides (field names)."""
     task_cls = get_task(task)
     overrides = dict(overrides or {})
+    if preset and "model" in overrides:
+        task_cls.Config(model=overrides["model"])  # an unknown model is a clear error before the preset's lookup
     values = dict(task_cls.preset(preset, overrides.get("model", task_cls.Config().model))) if preset else {}
     values.update(overrides)
     tnames = {f.name for f in dataclasses.fields(TrainConfig)}

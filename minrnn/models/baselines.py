@@ -14,10 +14,13 @@ outputs (B, T, vocab_size | output_dim), and has ``forward(x, state=None) -> (ou
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .arch import ArchConfig, BlockConfig
 from .block import ModelConfig, SequenceModel
 
 
@@ -173,23 +176,21 @@ class RNNLM(nn.Module):
         return out[:, 0], state
 
 
-def make_model(arch: str, *, vocab_size: int = 0, input_dim: int = 0, output_dim: int = 0, d_model: int = 64,
-               n_layers: int = 2, expansion: float = 2.0, conv_kernel: int = 4, mlp_ratio: float = 4.0,
-               n_heads: int = 4, rnn_hidden: int = 0, dropout: float = 0.0, block_size: int = 1024,
-               norm: str = "rmsnorm", positions: bool = True) -> nn.Module:
+def make_model(arch: str, *, vocab_size: int = 0, input_dim: int = 0, output_dim: int = 0, block_size: int = 1024,
+               positions: bool = True, **fields) -> nn.Module:
     """Build `arch` (mingru | minlstm | transformer | gru | lstm) for tokens (vocab_size) or vectors
-    (input_dim -> output_dim). Fields that do not apply to `arch` are ignored; `block_size` is the
-    Transformer's maximum context; `positions=False` gives it no position embedding."""
+    (input_dim -> output_dim). `fields` are those of `models.arch.ArchConfig` (validated there); fields that
+    do not apply to `arch` are ignored. `block_size` is the Transformer's maximum context; `positions=False`
+    gives it no position embedding."""
+    c = ArchConfig(model=arch, **fields)
     io = dict(vocab_size=vocab_size, input_dim=input_dim, output_dim=output_dim)
     if arch in ("mingru", "minlstm"):
-        return SequenceModel(ModelConfig(cell=arch, d_model=d_model, n_layers=n_layers, expansion=expansion,
-                                         conv_kernel=conv_kernel, mlp_ratio=mlp_ratio, dropout=dropout,
-                                         norm=norm, **io))
+        block = {f.name: getattr(c, f.name) for f in dataclasses.fields(BlockConfig)}
+        return SequenceModel(ModelConfig(cell=arch, **block, **io))
     if arch == "transformer":
-        return Transformer(d_model, n_layers, n_heads, block_size, mlp_ratio, dropout, positions=positions, **io)
-    if arch in ("gru", "lstm"):
-        return RNNLM(arch, d_model, rnn_hidden, n_layers, dropout, **io)
-    raise ValueError(f"arch: expected one of mingru, minlstm, transformer, gru, lstm, got {arch!r}")
+        return Transformer(c.d_model, c.n_layers, c.n_heads, block_size, c.mlp_ratio, c.dropout,
+                           positions=positions, **io)
+    return RNNLM(arch, c.d_model, c.rnn_hidden, c.n_layers, c.dropout, **io)
 
 
 def count_params(model: nn.Module) -> int:

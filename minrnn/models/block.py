@@ -19,37 +19,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..layers import MinGRU, MinLSTM
+from .arch import BlockConfig
 
 State = list  # one (conv_window | None, rnn_state) tuple per block
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(BlockConfig):
+    """A SequenceModel: the block fields (`models/arch.py`, shared with every task config) plus its I/O."""
     cell: str = "mingru"            # mingru | minlstm
-    d_model: int = 64               # residual width
-    n_layers: int = 2               # number of blocks
-    expansion: float = 2.0          # rnn hidden size = expansion * d_model
-    conv_kernel: int = 4            # causal depthwise conv before the rnn; 0 turns it off
-    mlp_ratio: float = 4.0          # MLP hidden = mlp_ratio * d_model; 0 turns the MLP off
-    dropout: float = 0.0            # dropout on residual branches
-    norm: str = "rmsnorm"           # rmsnorm | layernorm
-    candidate: str = "g"            # g (paper, positive) | identity
-    normalize: bool = True          # minLSTM gate normalisation (paper: on)
     vocab_size: int = 0             # token input/output when > 0
     input_dim: int = 0              # vector input when vocab_size == 0
     output_dim: int = 0             # vector output when vocab_size == 0
-    scan_impl: str = "auto"         # auto | reference | logspace | chunked | native
 
     def __post_init__(self):
+        super().__post_init__()
         if self.cell not in ("mingru", "minlstm"):
             raise ValueError(f"cell: expected 'mingru' or 'minlstm', got {self.cell!r}")
-        if self.norm not in ("rmsnorm", "layernorm"):
-            raise ValueError(f"norm: expected 'rmsnorm' or 'layernorm', got {self.norm!r}")
-        for name in ("d_model", "n_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
-        if self.conv_kernel < 0 or self.conv_kernel == 1:
-            raise ValueError(f"conv_kernel: expected 0 (off) or >= 2, got {self.conv_kernel}")
         if self.vocab_size <= 0 and (self.input_dim <= 0 or self.output_dim <= 0):
             raise ValueError("expected vocab_size > 0 (tokens) or both input_dim and output_dim > 0 (vectors), "
                              f"got vocab_size={self.vocab_size}, input_dim={self.input_dim}, "

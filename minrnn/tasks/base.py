@@ -33,31 +33,17 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 
-ARCHS = ("mingru", "minlstm", "transformer", "gru", "lstm")
-
+from ..models.arch import ArchConfig
 
 @dataclass
-class TaskConfig:
-    """Fields every task shares: the sequence-model architecture and its size. Tasks add their own."""
-    model: str = "mingru"          # architecture: mingru | minlstm | transformer | gru | lstm
-    d_model: int = 64              # residual/embedding width
-    n_layers: int = 2              # number of blocks/layers
-    expansion: float = 2.0         # minRNN hidden = expansion * d_model
-    conv_kernel: int = 4           # minRNN blocks: causal depthwise conv kernel (0: off)
-    mlp_ratio: float = 4.0         # MLP hidden = mlp_ratio * d_model (minRNN and Transformer blocks; 0: off)
-    n_heads: int = 4               # Transformer attention heads
-    rnn_hidden: int = 0            # GRU/LSTM hidden size (0: d_model)
-    dropout: float = 0.0           # dropout on residual branches / between layers
-
-    def __post_init__(self):
-        if self.model not in ARCHS:
-            raise ValueError(f"model: expected one of {ARCHS}, got {self.model!r}")
+class TaskConfig(ArchConfig):
+    """Fields every task shares: the architecture (`models.arch.ArchConfig`, declared there once). Tasks add
+    their own fields, and may override an architecture field's default by redeclaring it."""
 
 
 def model_kwargs(cfg: TaskConfig) -> dict:
-    """The architecture fields of a task config, as keyword arguments of `baselines.make_model`."""
-    names = [f.name for f in dataclasses.fields(TaskConfig) if f.name != "model"]
-    return {n: getattr(cfg, n) for n in names}
+    """The architecture fields of a task config (all but `model`), as keyword arguments of `make_model`."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(ArchConfig) if f.name != "model"}
 
 
 def step_generator(seed: int, step: int, salt: str = "") -> torch.Generator:
@@ -118,6 +104,11 @@ class Task:
 
     def build_model(self) -> nn.Module:
         raise NotImplementedError
+
+    def data_fingerprint(self) -> dict | None:
+        """{"path", "sha256"} of the data file the task reads (recorded in config.json; a resumed run whose
+        data changed stops with an error), or None for generated data."""
+        return None
 
     def train_batch(self, step: int, seed: int, lo: int, hi: int) -> Any:
         raise NotImplementedError

@@ -55,8 +55,8 @@ def _download(dest: Path) -> Path:
     return dest
 
 
-def load_corpus(path: str = "") -> tuple[str, str]:
-    """(text, sha256) of the corpus: the given path, else ../shared/data, else a cached download."""
+def corpus_path(path: str = "") -> Path:
+    """The corpus file: the given path, else $MINRNN_DATA or ../shared/data, else a cached download."""
     try:
         p = find_data("tinyshakespeare/input.txt", path or None)
     except FileNotFoundError:
@@ -64,8 +64,17 @@ def load_corpus(path: str = "") -> tuple[str, str]:
             raise
         cached = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "minrnn" / "tinyshakespeare.txt"
         p = cached if cached.is_file() else _download(cached)
-    raw = p.read_bytes()
-    return raw.decode("utf-8"), hashlib.sha256(raw).hexdigest()
+    return p
+
+
+def load_corpus(path: str = "") -> tuple[str, str]:
+    """(text, sha256) of the corpus (see corpus_path)."""
+    raw = corpus_path(path).read_bytes()
+    try:
+        return raw.decode("utf-8"), hashlib.sha256(raw).hexdigest()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"data: expected a UTF-8 text file, got {corpus_path(path)} ({e.reason} at byte "
+                         f"{e.start})") from None
 
 
 class CharVocab:
@@ -121,7 +130,8 @@ class ShakespeareTask(Task):
 
     def __init__(self, cfg: ShakespeareConfig):
         super().__init__(cfg)
-        text, self.sha256 = load_corpus(cfg.data)
+        self.path = corpus_path(cfg.data)
+        text, self.sha256 = load_corpus(str(self.path))
         self.vocab = CharVocab(text)
         data = self.vocab.encode(text)
         n = int(0.9 * len(data))
@@ -129,6 +139,9 @@ class ShakespeareTask(Task):
         if len(self.splits["val"]) < cfg.seq_len + 1:
             raise ValueError(f"seq_len: expected <= {len(self.splits['val']) - 1} (validation length), "
                              f"got {cfg.seq_len}")
+
+    def data_fingerprint(self) -> dict:
+        return {"path": str(self.path), "sha256": self.sha256}
 
     def build_model(self):
         return make_model(self.cfg.model, vocab_size=len(self.vocab.chars), block_size=self.cfg.seq_len,
