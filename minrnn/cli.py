@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
+    except BrokenPipeError:  # `minrnn info | head`: the reader left; nothing to report
+        sys.stderr.close()
+        return 0
     except (ValueError, TypeError, RuntimeError, ImportError, OSError) as e:
         print(f"minrnn {args.command}: error: {error_text(e)}", file=sys.stderr)
         return 2

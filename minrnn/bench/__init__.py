@@ -6,7 +6,8 @@ peers; the scan against the bandwidth floor; step() inference.
              its own rows to `ROWS`
   config.py  `BenchConfig` (all settings; the CLI flags come from it)
   run.py     the loop over rows x lengths (tqdm progress), JSON
-  report.py  tables on stdout and the PNG plot (time vs length, speed-up vs length)
+  report.py  tables on stdout and the PNG plot (time vs length, speed-up vs length on a log axis)
+  console.py the OMP_WAIT_POLICY note (when it applies) and the profiler's log lines kept off the console
   gpu.py     the CUDA benchmark of the Triton kernels (separate entry point)
 `minrnn bench` (minrnn/commands/bench.py) is the command line. Nothing heavy is imported here.
 """

@@ -3,7 +3,9 @@
 Tables: training step time per row and length (ms, median), the headline speed-ups (`rows.SPEEDUPS`), peak
 training memory (MiB and multiples of nn.GRU/nn.LSTM), the scan against the add floor (ms and x floor), and
 step() inference (ms/token, tokens/s). The plot has the paper's two panels: time vs length (log-log) and
-speed-up vs length. matplotlib is imported lazily (extra `plot`).
+speed-up vs length (log y, ticks labelled 1x, 2x, 5x, ...); within a panel no two lines share a colour, and the
+line style says what a row is (ours solid, references dashed, matmul floors dotted). matplotlib is imported
+lazily (extra `plot`).
 """
 from __future__ import annotations
 
@@ -128,33 +130,60 @@ def format_report(res: dict) -> str:
     return "\n".join(parts)
 
 
-def plot(res: dict, path: Path) -> Path:
-    """Two panels like the paper's Figure 1: time vs length (log-log) and speed-up vs length; atomic write."""
+# Line colours: distinct hues first (tab10, Dark2), then lighter ones (tab20's light shades), with no greys (the
+# reference line y = 1 is grey). Every line of a panel gets its own colour; beyond this list, evenly spaced hues.
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
+            "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d",
+            "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5")
+
+
+def colors(n: int) -> list:
+    """n distinct colours: the palette, then evenly spaced hues of the HSV circle if more are needed."""
+    import colorsys
+    extra = max(0, n - len(_PALETTE))
+    return list(_PALETTE[:n]) + [colorsys.hsv_to_rgb((k + 0.5) / extra, 0.7, 0.75) for k in range(extra)]
+
+
+def _row_style(name: str) -> str:
+    """Our layers solid, the references dashed, the matmul floors dotted."""
+    return ":" if "floor" in name else "-" if name.startswith("min") else "--"
+
+
+def _speedup_label(x: float, _pos=None) -> str:
+    """Tick labels of the log speed-up axis: 0.5x, 1x, 2x, 10x, 700x."""
+    return f"{x:g}x"
+
+
+def figure(res: dict):
+    """The paper's Figure 1 panels: time vs length (log-log) and speed-up vs length (log y: ratios near 1x and a
+    sequential loop's hundreds of x share the panel). Returns the Figure; each line of a panel has its own colour."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter, LogLocator
     except ImportError as e:
         raise RuntimeError("the plot needs matplotlib: pip install 'minrnn[plot]' (or matplotlib)") from e
     idx = _index(res, "train")
     sizes = sorted({n for _, n in idx})
-    colors = plt.get_cmap("tab20").colors
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
     names = [r for r in _names(res, "train") if " @" not in r]  # with a thread sweep: each row at its fastest
-    for i, r in enumerate(names):
+    for r, color in zip(names, colors(len(names))):
         pts = sorted((n, e["median_ms"]) for (name, n), e in idx.items() if name == r)
-        style = "-" if r.startswith("min") else "--"
-        ax1.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3, label=r,
-                 color=colors[i % len(colors)], lw=2.2 if r.endswith("fused") else 1.2)
+        ax1.plot([p[0] for p in pts], [p[1] for p in pts], _row_style(r), marker="o", ms=3, label=r,
+                 color=color, lw=2.2 if r.endswith("fused") else 1.2)
     ax1.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel="fwd+bwd time (ms)",
             title="training step, one layer")
     ax1.legend(fontsize=7, ncol=2)
-    for i, (lab, r) in enumerate(speedups(res, per_thread=False)):
+    sp = speedups(res, per_thread=False)
+    for (lab, r), color in zip(sp, colors(len(sp))):
         ns = sorted(r)
-        ax2.plot(ns, [r[n] for n in ns], marker="o", ms=3, label=lab, color=colors[2 * i % len(colors)])
+        ax2.plot(ns, [r[n] for n in ns], ":" if "floor" in lab else "-", marker="o", ms=3, label=lab, color=color)
     ax2.axhline(1.0, color="grey", lw=0.8)
-    ax2.set(xscale="log", xlabel="sequence length T", ylabel="speed-up (x)",
+    ax2.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel="speed-up (x, log scale)",
             title="speed-up of the fused minGRU/minLSTM")
+    ax2.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax2.yaxis.set_major_formatter(FuncFormatter(_speedup_label))
     ax2.legend(fontsize=7)
     for ax in (ax1, ax2):
         ax.set_xticks(sizes, [str(n) for n in sizes])
@@ -164,11 +193,21 @@ def plot(res: dict, path: Path) -> Path:
     fig.suptitle(f"minrnn bench: {c['device']} {c['dtype']} B={c['batch']} D={c['width']} "
                  f"threads={_threads(res)}  ({m['cpu']}, {m['date']})", fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+def plot(res: dict, path: Path) -> Path:
+    """Draw `figure(res)` to a PNG at `path` (atomic write: a temporary file in the same folder, then rename)."""
+    import matplotlib.pyplot as plt
+    fig = figure(res)
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
     os.close(fd)
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    try:
+        fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     os.chmod(tmp, 0o644)  # mkstemp creates 0600
     os.replace(tmp, path)
     return path

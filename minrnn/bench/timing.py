@@ -19,6 +19,8 @@ from typing import Callable
 
 import torch
 
+from .console import quiet_profiler
+
 
 def sync(device: str) -> None:
     if device.startswith("cuda"):
@@ -60,8 +62,8 @@ def peak_memory(fn: Callable[[], None], device: str = "cpu") -> int:
         torch.cuda.synchronize()
         return int(torch.cuda.max_memory_allocated() - base)
     from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
+    with quiet_profiler(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()  # quiet_profiler: kineto's two log lines per probe stay off the console (console.py)
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
     events.sort(key=lambda e: e.start_ns())  # stable: ties keep the recorded order
     cur = peak = 0
