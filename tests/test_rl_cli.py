@@ -47,7 +47,7 @@ def test_train_eval_plot(tmp_path, capsys):
             f.create_dataset(k, data=v.astype(np.float32) if v.dtype != bool else v)
     assert len(load_d4rl(data)) == 2
     common = ["--data", data, "--env", "hopper", "--d-model", 16, "--n-layers", 1, "--context", 5,
-              "--max-ep-len", 20, "--val-every", 0, "--eval-episodes", 1, "--steps", 4, "--eval-every", 2,
+              "--max-ep-len", 20, "--val-every", 2, "--eval-episodes", 1, "--steps", 4, "--eval-every", 2,
               "--batch-size", 4, "--threads", 1, "--out-dir", tmp_path / "runs", "--no-progress"]
     _cli("train", "rl", "--model", "mingru", "--run-name", "mingru", *common, cwd=tmp_path)
     _main(capsys, "train", "rl", "--model", "dt", "--run-name", "dt", *common)

@@ -181,7 +181,7 @@ def test_short_rollout(hopper_like):
     from minrnn.tasks.rl.task import RLConfig, RLTask
     torch.manual_seed(0)
     task = RLTask(RLConfig(model="mingru", env="hopper", data=hopper_like, context=16, max_ep_len=16,
-                           d_model=16, n_layers=2, val_every=0))
+                           d_model=16, n_layers=2, val_every=4))
     model = task.build_model().eval()
     r1 = task.rollout(model, 2, seed=3, mode="carried")
     r2 = task.rollout(model, 2, seed=3, mode="window")  # window of 16 >= 16 steps: the same policy

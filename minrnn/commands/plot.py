@@ -1,5 +1,6 @@
-"""`minrnn plot RUN_DIR... --out PNG`: loss curves of several runs on one figure, against optimiser steps
-(left) and training seconds (right; evaluation time excluded), from each run's metrics.jsonl."""
+"""`minrnn plot RUN_DIR... [--out PNG]`: loss curves of several runs on one figure, against optimiser steps
+(left) and training seconds (right; evaluation time excluded), from each run's metrics.jsonl. The PNG goes to
+the first RUN_DIR (curves.png) unless --out says otherwise; each curve is labelled `run: model (params)`."""
 from __future__ import annotations
 
 import io
@@ -7,23 +8,42 @@ import json
 from pathlib import Path
 
 
-def _label(run_dir: Path) -> str:
+def _model(run_dir: Path) -> str:
     cfg = run_dir / "config.json"
     if cfg.is_file():
         c = json.loads(cfg.read_text())
         return f"{c['task_config'].get('model', '?')} ({c.get('params', 0) / 1e6:.2f}M)"
-    return run_dir.name
+    return ""
 
 
-def plot_runs(run_dirs: list[str], out: str, metric: str = "", train_curve: bool = True, title: str = "") -> Path:
-    """Draw `metric` (default: the first `*_loss` of the eval records) and the train loss; returns the PNG."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise ImportError("minrnn plot needs matplotlib: pip install 'minrnn[plot]'") from e
+def labels(run_dirs: list[str]) -> list[str]:
+    """One distinct legend label per run: `name: model (params)`, the name being the run directory's name, or
+    the path as given where two runs share a name (a run given twice gets ' #2', ...)."""
+    names = [Path(rd).name or str(rd) for rd in run_dirs]
+    names = [str(rd) if names.count(n) > 1 else n for n, rd in zip(names, run_dirs)]
+    out, seen = [], {}
+    for n, rd in zip(names, run_dirs):
+        seen[n] = seen.get(n, 0) + 1
+        m = _model(Path(rd))
+        out.append(f"{n}{f' #{seen[n]}' if seen[n] > 1 else ''}" + (f": {m}" if m else ""))
+    return out
+
+
+def default_out(run_dirs: list[str]) -> Path:
+    return Path(run_dirs[0]) / "curves.png"
+
+
+def plot_runs(run_dirs: list[str], out: str | None = None, metric: str = "", train_curve: bool = True,
+              title: str = "") -> Path:
+    """Draw `metric` (default: the first `*_loss` of the eval records) and the train loss; returns the PNG
+    (`out`, default RUN_DIR/curves.png of the first run)."""
+    from minrnn.extras import require
+    require("matplotlib", "plot", "minrnn plot", package="matplotlib").use("Agg")
+    plt = require("matplotlib.pyplot", "plot", "minrnn plot", package="matplotlib")
     from minrnn.checkpoint import atomic_write_bytes, read_metrics
+    if not run_dirs:
+        raise ValueError("run directories: expected at least one, got none")
+    out = Path(out) if out else default_out(run_dirs)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     runs = []
     for rd in run_dirs:
@@ -34,6 +54,7 @@ def plot_runs(run_dirs: list[str], out: str, metric: str = "", train_curve: bool
     is_loss = all(k.endswith("_loss") for k in keys)
     # a non-loss metric (accuracy, score) gets its own axis; the train loss then goes on a twin axis
     loss_axes = axes if is_loss or not train_curve else [ax.twinx() for ax in axes]
+    names = labels(run_dirs)
     for i, (rd, recs, evals, key) in enumerate(runs):
         color = f"C{i % 10}"
         for ax, lax, x in zip(axes, loss_axes, ("step", "time")):
@@ -44,7 +65,7 @@ def plot_runs(run_dirs: list[str], out: str, metric: str = "", train_curve: bool
             if not ev and not train_curve:
                 raise ValueError(f"{rd}: expected eval records with {key!r}, found none")
             ax.plot([r[x] for r in ev], [r[key] for r in ev], color=color, marker="o", ms=3,
-                    label=f"{_label(Path(rd))} {key}")
+                    label=f"{names[i]} {key}")
     for ax, lax, xl in zip(axes, loss_axes, ("optimiser step", "training time (s)")):
         ax.set_xlabel(xl)
         ax.set_ylabel("loss (nats)" if is_loss else ", ".join(keys) or "value")
@@ -71,7 +92,7 @@ def run(args) -> int:
 def register(sub) -> None:
     s = sub.add_parser("plot", help="loss curves of training runs (vs step and vs seconds) to a PNG")
     s.add_argument("run_dirs", nargs="+", help="run directories written by `minrnn train`")
-    s.add_argument("--out", default="curves.png", help="PNG to write")
+    s.add_argument("--out", default=None, help="PNG to write (default: curves.png in the first RUN_DIR)")
     s.add_argument("--metric", default="", help="eval metric to draw (default: the first *_loss)")
     s.add_argument("--no-train", action="store_true", help="leave out the (faint) train-loss curves")
     s.add_argument("--title", default="", help="figure title")

@@ -2,7 +2,7 @@
 
     minrnn rl eval RUN_DIR --episodes 10 --seeds 0,1,2 [--target-return R] [--mode carried|window]
     minrnn rl collect --env hopper --kind medium --out data/locomotion    (SAC behaviour policy, resumable)
-    minrnn rl plot RUN_DIR... --out score.png                             (normalised score vs training step)
+    minrnn rl plot RUN_DIR... [--out score.png]                           (normalised score vs training step)
 Training itself is `minrnn train rl --env hopper --dataset medium --model mingru|minlstm|dt`.
 """
 from __future__ import annotations
@@ -16,7 +16,9 @@ def _eval(args) -> int:
     import numpy as np
     import torch
 
+    from minrnn.tasks.rl.evaluate import require_gym
     from minrnn.train import load_run
+    require_gym("minrnn rl eval")  # before loading anything: one line with the install command
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.episodes < 1:
@@ -60,12 +62,9 @@ def _collect(args) -> int:
 
 
 def _plot(args) -> int:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise ImportError("plotting needs matplotlib: pip install 'minrnn[plot]'") from e
+    from minrnn.extras import require
+    require("matplotlib", "plot", "minrnn rl plot", package="matplotlib").use("Agg")
+    plt = require("matplotlib.pyplot", "plot", "minrnn rl plot", package="matplotlib")
     import numpy as np
 
     from minrnn.checkpoint import read_metrics
@@ -104,11 +103,12 @@ def _plot(args) -> int:
     for ax in list(axes.flat)[len(cells):]:
         ax.axis("off")
     fig.suptitle("evaluation during training: mean over seeds (band: min-max)", fontsize=9)
-    tmp = f"{args.out}.tmp.png"
+    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "rl_score.png"
+    tmp = f"{out}.tmp.png"
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, args.out)
-    print(f"wrote {args.out}")
+    os.replace(tmp, out)
+    print(f"wrote {out}")
     return 0
 
 
@@ -145,5 +145,5 @@ def register(sub) -> None:
     c.set_defaults(func=_collect)
     p = rs.add_parser("plot", help="D4RL-normalised score vs training step of rl runs")
     p.add_argument("run_dirs", nargs="+", help="run directories trained with --eval-episodes > 0")
-    p.add_argument("--out", default="rl_score.png", help="output PNG")
+    p.add_argument("--out", default=None, help="output PNG (default: rl_score.png in the first RUN_DIR)")
     p.set_defaults(func=_plot)

@@ -13,6 +13,7 @@ D4RL's 9 datasets) are printed below.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -91,8 +92,15 @@ def main(root: str) -> int:
     return 0
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="rl_table.py", description="Markdown tables of offline-RL runs.",
+                                epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs_dir", help="folder whose run directories hold eval_rl*.json (from `minrnn rl eval --out`)")
+    a = p.parse_args(argv)
+    if not Path(a.runs_dir).is_dir():
+        p.error(f"runs_dir: expected an existing folder, got {a.runs_dir}")
+    return a
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(parse_args().runs_dir))

@@ -20,22 +20,27 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluate import ENV_IDS, check_env, make_env, normalized_score
+from .evaluate import ENV_IDS, check_env, make_env, normalized_score, require_gym
 
 # Mean deterministic evaluation return at which training stops, per level (raw returns of the v5 envs).
 THRESHOLDS = {"medium": {"hopper": 1500.0, "halfcheetah": 4500.0, "walker2d": 2500.0},
               "expert": {"hopper": 3200.0, "halfcheetah": 10000.0, "walker2d": 4300.0}}
 STEP_CAPS = {"medium": 350_000, "expert": 1_000_000}
 KINDS = ("medium", "medium-replay", "expert", "expert-replay", "medium-expert")
-SB3_HINT = "collecting needs stable-baselines3 and gymnasium[mujoco]: pip install 'minrnn[rl]'"
+FEATURE = "collecting datasets (minrnn rl collect)"
 
 
 def _sac():
-    try:
-        from stable_baselines3 import SAC
-    except ImportError as e:
-        raise ImportError(SB3_HINT) from e
-    return SAC
+    from minrnn.extras import require
+    return require("stable_baselines3", "rl", FEATURE, package="stable-baselines3").SAC
+
+
+def _check_deps() -> None:
+    """Every optional module collecting needs, checked before any file is written (MissingExtra)."""
+    from .data import _h5py
+    require_gym(FEATURE)
+    _sac()
+    _h5py()
 
 
 def evaluate_policy(model, env: str, episodes: int, seed: int, deterministic: bool = True) -> list[float]:
@@ -129,7 +134,8 @@ def rollout_arrays(model, env: str, transitions: int, seed: int = 20_000) -> dic
 
 def write_d4rl(path: Path, arrays: dict, attrs: dict) -> None:
     """Write a D4RL-layout hdf5 file atomically (temp file + os.replace)."""
-    import h5py
+    from .data import _h5py
+    h5py = _h5py()
     tmp = path.with_name(path.name + ".tmp")
     with h5py.File(tmp, "w") as f:
         for k, v in arrays.items():
@@ -145,6 +151,7 @@ def collect(env: str, kind: str, out_dir, *, seed: int = 0, threshold: float = 0
     check_env(env)
     if kind not in KINDS:
         raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+    _check_deps()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{env}-{kind}.hdf5"
@@ -152,8 +159,8 @@ def collect(env: str, kind: str, out_dir, *, seed: int = 0, threshold: float = 0
               learning_starts=learning_starts, buffer_size=buffer_size, log=log)
     if kind == "medium-expert":
         parts = [collect(env, k, out_dir, **kw) for k in ("medium", "expert")]
-        from .data import D4RL_KEYS
-        import h5py
+        from .data import D4RL_KEYS, _h5py
+        h5py = _h5py()
         arrays = {}
         for p in parts:
             with h5py.File(p, "r") as f:

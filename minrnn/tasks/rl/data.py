@@ -19,15 +19,56 @@ from pathlib import Path
 import numpy as np
 
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
-H5PY_HINT = "h5py is needed to read hdf5 datasets: pip install 'minrnn[rl]' (or pip install h5py)"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # the first 8 bytes of an hdf5 file (no user block)
+HDF5_SUFFIXES = (".hdf5", ".hdf", ".h5")
+SOURCES = ("a D4RL hdf5 file (.hdf5/.hdf/.h5), a Minari dataset directory or its data/main_data.hdf5, "
+           "or the id of a Minari dataset already on this machine")
 
 
 def _h5py():
+    from minrnn.extras import require
+    return require("h5py", "rl", "reading hdf5 datasets", package="h5py")
+
+
+def is_hdf5(path: str | os.PathLike) -> bool:
+    """True if the file has the HDF5 signature (whatever its name): at offset 0, or after a user block at
+    512, 1024, 2048, ... bytes, as the HDF5 format allows."""
     try:
-        import h5py
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError(H5PY_HINT) from e
-    return h5py
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            off = 0
+            while off + len(HDF5_SIGNATURE) <= size:
+                f.seek(off)
+                if f.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE:
+                    return True
+                off = 512 if off == 0 else 2 * off
+    except OSError:
+        return False
+    return False
+
+
+def _open_h5(path: Path):
+    """h5py.File(path, "r"), with an error naming the file and what was expected when it is not hdf5."""
+    h5py = _h5py()
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise ValueError(f"{path}: expected an hdf5 file, could not open it as one "
+                         f"({' '.join(str(e).split())})") from None
+
+
+def _array(group, key: str, where: str) -> np.ndarray:
+    """group[key] as a numeric/bool numpy array; a group or a non-numeric dataset is a ValueError naming it."""
+    h5py = _h5py()
+    node = group[key]
+    if not isinstance(node, h5py.Dataset):
+        raise ValueError(f"{where}: expected {key!r} to be an hdf5 dataset (an array), got a "
+                         f"{'group' if isinstance(node, h5py.Group) else type(node).__name__}"
+                         + (f" with keys {sorted(node.keys())}" if isinstance(node, h5py.Group) else ""))
+    if node.dtype.kind not in "biuf":
+        raise ValueError(f"{where}: expected {key!r} to hold numbers or booleans, got dtype {node.dtype}"
+                         + (" (strings)" if node.dtype.kind in "OSU" else ""))
+    return np.asarray(node[()])
 
 
 def _finite(name: str, arr: np.ndarray, where: str) -> None:
@@ -38,17 +79,16 @@ def _finite(name: str, arr: np.ndarray, where: str) -> None:
 
 def load_d4rl(path: str | os.PathLike) -> list[dict]:
     """Read a D4RL-layout hdf5 file into trajectories. Raises ValueError on a malformed file."""
-    h5py = _h5py()
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"D4RL file: expected an existing hdf5 file, got {path}")
-    with h5py.File(path, "r") as f:
+        raise FileNotFoundError(f"D4RL file: expected an existing hdf5 file, got {path} (it does not exist)")
+    with _open_h5(path) as f:
         missing = [k for k in D4RL_KEYS if k not in f]
         if missing:
             raise ValueError(f"{path}: expected D4RL keys {list(D4RL_KEYS)}, missing {missing} "
                              f"(found {sorted(f.keys())})")
-        d = {k: np.asarray(f[k][()]) for k in D4RL_KEYS}
-        nxt = np.asarray(f["next_observations"][()]) if "next_observations" in f else None  # optional
+        d = {k: _array(f, k, str(path)) for k in D4RL_KEYS}
+        nxt = _array(f, "next_observations", str(path)) if "next_observations" in f else None  # optional
     n = len(d["observations"])
     lens = {k: len(v) for k, v in d.items()}
     if nxt is not None:
@@ -85,22 +125,26 @@ def load_minari(name_or_path: str | os.PathLike) -> list[dict]:
         f = p / "data" / "main_data.hdf5" if p.is_dir() else p
         if not f.exists():
             raise FileNotFoundError(f"Minari dataset: expected {f} inside the dataset directory")
-        h5py = _h5py()
-        with h5py.File(f, "r") as h:
-            keys = sorted((k for k in h.keys() if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
+        with _open_h5(f) as h:
+            keys = sorted((k for k in h.keys() if k.startswith("episode_") and k[8:].isdigit()),
+                          key=lambda k: int(k.split("_")[1]))
             if not keys:
                 raise ValueError(f"{f}: expected Minari groups 'episode_<i>', got {sorted(h.keys())}")
-            eps = [{k: np.asarray(h[ek][k][()]) if k in h[ek] else None
+            eps = [{k: _array(h[ek], k, f"{f}:{ek}") if k in h[ek] else None
                     for k in ("observations", "actions", "rewards", "terminations", "truncations")}
                    for ek in keys]
         names = keys
     else:
+        if p.suffix.lower() in HDF5_SUFFIXES or p.is_absolute() or str(name_or_path).startswith((".", "~")):
+            raise FileNotFoundError(f"data: {name_or_path} does not exist; pass --data PATH with {SOURCES}")
+        from minrnn.extras import require
+        minari = require("minari", "rl", f"{str(name_or_path)!r} is not an existing path; reading it as a "
+                         "Minari dataset id", package="minari")
         try:
-            import minari
-        except ImportError as e:
-            raise ImportError(f"{name_or_path!r} is not a path, and reading a Minari dataset id needs the "
-                              "minari package: pip install 'minrnn[rl]'") from e
-        ds = minari.load_dataset(str(name_or_path), download=False)
+            ds = minari.load_dataset(str(name_or_path), download=False)
+        except FileNotFoundError:  # minari says "Use download=True": no such option here, and we never download
+            raise FileNotFoundError(f"data: {name_or_path} is neither an existing path nor a Minari dataset on this "
+                                    f"machine (minrnn never downloads); pass --data PATH with {SOURCES}") from None
         eps, names = [], []
         for ep in ds.iterate_episodes():
             eps.append(dict(observations=ep.observations, actions=ep.actions, rewards=ep.rewards,
@@ -132,11 +176,31 @@ def _minari_episode(ep: dict, where: str) -> dict:
 
 
 def load_trajectories(source: str | os.PathLike) -> list[dict]:
-    """D4RL hdf5 file (``*.hdf5``/``*.h5``) or Minari dataset (id, directory or main_data.hdf5)."""
+    """D4RL hdf5 file or Minari dataset (id, directory or main_data.hdf5).
+
+    A file is told to be hdf5 by its content (the HDF5 signature), so a D4RL file named ``*.hdf`` (or anything)
+    is read too; it is a Minari file if it is named ``main_data.hdf5`` or holds ``episode_<i>`` groups and no
+    ``observations``, else a D4RL file. A file without the signature is a ValueError naming it (one named
+    ``*.hdf5``/``*.hdf``/``*.h5`` is said to be a broken hdf5 file); a path that does not exist is a
+    FileNotFoundError saying so, unless it can be a Minari dataset id."""
     p = Path(source)
-    if p.is_file() and p.suffix in (".hdf5", ".h5") and p.name != "main_data.hdf5":
-        return load_d4rl(p)
+    if p.is_file():
+        if not is_hdf5(p):
+            if p.suffix.lower() in HDF5_SUFFIXES:
+                raise ValueError(f"{p}: expected an hdf5 file (named {p.suffix}), got a file without the HDF5 "
+                                 f"signature (starts with {_head(p)!r})")
+            raise ValueError(f"{p}: expected {SOURCES}, got a file that is not hdf5 (starts with {_head(p)!r})")
+        if p.name == "main_data.hdf5":
+            return load_minari(p)
+        with _open_h5(p) as f:
+            minari_layout = "observations" not in f and any(k.startswith("episode_") for k in f.keys())
+        return load_minari(p) if minari_layout else load_d4rl(p)
     return load_minari(source)
+
+
+def _head(path: Path, n: int = 16) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(n)
 
 
 def returns_to_go(rewards: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ D4RL_REF = {"halfcheetah": (-280.178953, 12135.0), "hopper": (-20.272305, 3234.3
 ENV_IDS = {"halfcheetah": "HalfCheetah-v5", "hopper": "Hopper-v5", "walker2d": "Walker2d-v5"}
 # DT's evaluation targets (paper recipe), in raw return units.
 DT_TARGETS = {"halfcheetah": 6000.0, "hopper": 3600.0, "walker2d": 5000.0}
-GYM_HINT = "gymnasium MuJoCo is needed for evaluation: pip install 'minrnn[rl]' (gymnasium[mujoco])"
+GYM_FEATURE = "rolling out policies in gymnasium MuJoCo"
 
 
 def check_env(env: str) -> str:
@@ -35,15 +35,22 @@ def normalized_score(env: str, ret):
     return 100.0 * (np.asarray(ret, np.float64) - lo) / (hi - lo)
 
 
+def require_gym(feature: str = GYM_FEATURE):
+    """gymnasium with its MuJoCo bindings, or MissingExtra (one line, with the install command)."""
+    from minrnn.extras import require
+    gym = require("gymnasium", "rl", feature, package="'gymnasium[mujoco]'")
+    require("mujoco", "rl", feature, package="'gymnasium[mujoco]'")
+    return gym
+
+
 def make_env(env: str):
-    try:
-        import gymnasium as gym
-    except ImportError as e:
-        raise ImportError(GYM_HINT) from e
+    gym = require_gym()
     try:
         return gym.make(ENV_IDS[check_env(env)])
-    except Exception as e:  # mujoco missing shows up here as a DependencyNotInstalled
-        raise ImportError(f"{GYM_HINT} ({e})") from e
+    except gym.error.DependencyNotInstalled as e:  # another missing piece of the MuJoCo stack
+        from minrnn.extras import MissingExtra, hint
+        raise MissingExtra(f"{GYM_FEATURE} needs gymnasium[mujoco] ({' '.join(str(e).split())}): "
+                           f"{hint('rl', repr('gymnasium[mujoco]'))}") from None
 
 
 @torch.no_grad()

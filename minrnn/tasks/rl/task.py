@@ -4,8 +4,8 @@
 ``<data_dir>/<env>-<dataset>.hdf5`` (D4RL layout; default ../shared/data/locomotion) or on ``--data PATH``
 (a D4RL hdf5 file or a Minari dataset id/directory). The loss is the DT loss: mean squared error of the
 predicted actions over the real (unpadded) positions. Evaluation: the same loss on held-out episodes (every
-`val_every`-th episode) and, with ``eval_episodes > 0``, roll-outs in gymnasium reporting the raw return and
-the D4RL-normalised score.
+`val_every`-th episode; a split that holds out no episode, or every one, is a ValueError) and, with
+``eval_episodes > 0``, roll-outs in gymnasium reporting the raw return and the D4RL-normalised score.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch
 from ...paths import find_data
 from ..base import Task, TaskConfig, model_kwargs
 from .data import SegmentSampler, load_trajectories
-from .evaluate import DT_TARGETS, check_env, rollout
+from .evaluate import DT_TARGETS, check_env, require_gym, rollout
 from .models import DecisionModel
 
 
@@ -31,7 +31,7 @@ class RLConfig(TaskConfig):
     context: int = 20              # K: steps per training segment (DT: 20)
     rtg_scale: float = 1000.0      # returns-to-go are divided by this (DT: 1000)
     max_ep_len: int = 1000         # timestep embedding size
-    val_every: int = 20            # every n-th episode is held out for the validation loss (0: none)
+    val_every: int = 20            # every n-th episode is held out for the validation loss (>= 2)
     eval_batches: int = 8          # batches of 64 segments for the validation loss
     eval_episodes: int = 0         # roll-outs per evaluation (0: loss only)
     target_return: float = 0.0     # return to condition on in roll-outs (0: DT's target for the env)
@@ -55,6 +55,9 @@ class RLConfig(TaskConfig):
         for name in ("context", "max_ep_len", "eval_batches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        if self.val_every < 2:  # 0 would validate on training episodes, 1 would leave none to train on
+            raise ValueError(f"val_every (--val-every): expected >= 2 (every n-th episode is held out for the "
+                             f"validation loss, so 1 would hold out all of them), got {self.val_every}")
 
 
 class RLTask(Task):
@@ -65,14 +68,22 @@ class RLTask(Task):
     def __init__(self, cfg: RLConfig):
         super().__init__(cfg)
         src = cfg.data or find_data(f"locomotion/{cfg.env}-{cfg.dataset}.hdf5")
+        if cfg.eval_episodes > 0:  # roll-outs need gymnasium MuJoCo: say so now, not at the first evaluation
+            require_gym("evaluation roll-outs (--eval-episodes > 0)")
         trajs = load_trajectories(src)
-        val = [t for i, t in enumerate(trajs) if cfg.val_every and i % cfg.val_every == cfg.val_every - 1]
-        train = [t for i, t in enumerate(trajs) if not (cfg.val_every and i % cfg.val_every == cfg.val_every - 1)]
+        held = [i % cfg.val_every == cfg.val_every - 1 for i in range(len(trajs))]
+        if not any(held):
+            raise ValueError(f"{src}: has {len(trajs)} episode(s), so val_every={cfg.val_every} holds out none for "
+                             "the validation loss; expected at least val_every episodes: "
+                             + (f"set --val-every between 2 and {len(trajs)}" if len(trajs) >= 2 else
+                                "use a dataset with at least 2 episodes (one to train on, one held out)"))
+        val = [t for t, h in zip(trajs, held) if h]
+        train = [t for t, h in zip(trajs, held) if not h]
         self.source, self.n_episodes = str(src), len(trajs)
         self.train_data = SegmentSampler(train, cfg.context, cfg.rtg_scale, cfg.max_ep_len)
-        self.val_data = SegmentSampler(val, cfg.context, cfg.rtg_scale, cfg.max_ep_len) if val else None
-        if self.val_data is not None:  # normalise with the training statistics everywhere
-            self.val_data.state_mean, self.val_data.state_std = self.train_data.state_mean, self.train_data.state_std
+        self.val_data = SegmentSampler(val, cfg.context, cfg.rtg_scale, cfg.max_ep_len)
+        # normalise with the training statistics everywhere
+        self.val_data.state_mean, self.val_data.state_std = self.train_data.state_mean, self.train_data.state_std
 
     @classmethod
     def preset(cls, preset: str, model: str) -> dict:
@@ -113,7 +124,7 @@ class RLTask(Task):
     @torch.no_grad()
     def evaluate(self, model: DecisionModel, split: str = "val") -> dict:
         c = self.cfg
-        data = self.val_data if split == "val" and self.val_data is not None else self.train_data
+        data = self.val_data if split == "val" else self.train_data
         losses = [float(self.loss(model, self._batch(data, [(c.eval_seed, j, i) for i in range(64)]))[0])
                   for j in range(c.eval_batches)]
         out = {"loss": float(np.mean(losses))}
