@@ -1,7 +1,7 @@
 """Where one minGRU/minLSTM layer's training step goes on the CPU (B = 64, D = H = 128 by default, fp32).
 
 For each cell: the median step time (forward + backward of y.sum(), x needs no grad, as `minrnn bench` times it)
-with the layer's matmuls inside the kernels and by torch.mm around them (`kernel_matmul`), interleaved step by
+with the layer's matmuls inside the kernels and by torch.mm around them (the layer's `cpu_matmul`), interleaved step by
 step so both see the same machine; then torch.profiler's self CPU time per op for each route (the autograd
 nodes FusedLinearCellFn / ...Backward hold the kernels; with torch.mm the GEMMs show as aten::mm).
 
@@ -24,7 +24,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from minrnn.layers import MinGRU, MinLSTM  # noqa: E402
-from minrnn.scan.fused_linear import kernel_matmul  # noqa: E402
 
 ROUTES = ("auto", "off")  # matmuls inside the kernels (fp32 + AVX2/FMA), torch.mm around them
 
@@ -51,7 +50,7 @@ def main() -> int:
     print(f"B={a.batch} T={a.T} D=H={a.width} fp32, {a.threads} thread(s), torch {torch.__version__}")
     for cell in cells:
         torch.manual_seed(0)
-        m = (MinGRU if cell == "mingru" else MinLSTM)(a.width, a.width, scan_impl="native")
+        m = (MinGRU if cell == "mingru" else MinLSTM)(a.width, a.width, scan_impl="cpu")
         x = torch.randn(a.batch, a.T, a.width)
 
         def step():
@@ -61,15 +60,15 @@ def main() -> int:
 
         times = {r: [] for r in routes}
         for r in routes:  # warm-up
-            with kernel_matmul(r):
-                step()
-                step()
+            m.cpu_matmul = r
+            step()
+            step()
         for _ in range(a.steps):
             for r in routes:
-                with kernel_matmul(r):
-                    t0 = time.perf_counter()
-                    step()
-                    times[r].append((time.perf_counter() - t0) * 1e3)
+                m.cpu_matmul = r
+                t0 = time.perf_counter()
+                step()
+                times[r].append((time.perf_counter() - t0) * 1e3)
         med = {r: statistics.median(v) for r, v in times.items()}
         names = {"auto": "with the matmuls in the kernels", "off": "with torch.mm"}
         print(f"\n{cell}: median step " + ", ".join(f"{med[r]:.1f} ms {names[r]}" for r in routes)
@@ -79,7 +78,8 @@ def main() -> int:
             continue
         from torch.profiler import ProfilerActivity, profile
         for r in routes:
-            with kernel_matmul(r), profile(activities=[ProfilerActivity.CPU]) as prof:
+            m.cpu_matmul = r
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
                 for _ in range(5):
                     step()
             rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)

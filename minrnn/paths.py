@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import settings
+
 _REPO = Path(__file__).resolve().parent.parent
 
 
@@ -20,7 +22,7 @@ def find_data(relpath: str, explicit: str | os.PathLike | None = None, kind: str
         if not want(p):
             raise ValueError(f"data path: expected a {kind}, got {'a folder' if p.is_dir() else 'a file'} {p}")
         return p
-    env = os.environ.get("MINRNN_DATA")
+    env = settings.get("MINRNN_DATA")
     if env and not Path(env).is_dir():
         raise ValueError(f"MINRNN_DATA: expected a folder, got {env!r} (missing or not a folder)")
     roots = [env, Path.cwd() / ".." / "shared" / "data", _REPO / ".." / "shared" / "data"]

@@ -31,7 +31,7 @@ def test_quick_run_writes_valid_json_png_and_tables(tmp_path):
     for row in ("minGRU fused", "minLSTM fused", "nn.GRU", "nn.LSTM", "GRU loop", "matmul floor 2H",
                 "matmul floor 3H"):
         assert {(row, 16), (row, 64)} <= got, row
-    assert ("add floor", 64) in got and ("native kernel fwd+bwd", 64) in got
+    assert ("add floor", 64) in got and ("cpu kernel fwd+bwd", 64) in got
     assert {("minGRU LM step", 1), ("nn.GRU LM step", 4)} <= got
     for e in res["results"]:
         assert e["median_ms"] > 0 and e["min_ms"] <= e["median_ms"] and e["n"] >= 1

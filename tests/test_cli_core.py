@@ -20,11 +20,11 @@ def run(*args, timeout=300):
 def test_info():
     r = run("info")
     assert r.returncode == 0, r.stderr
-    assert "scan implementations available: reference, logspace, chunked" in r.stdout
-    assert "active (auto) on cpu:" in r.stdout
-    from minrnn.scan import native
+    assert "scan backends available: reference, logspace, chunked" in r.stdout
+    assert "active (auto) on cpu, float32: cpu" in r.stdout or "active (auto) on cpu, float32: chunked" in r.stdout
+    from minrnn.scan import cpu as native
     if native.available():  # the layer route that runs by default is named
-        assert "gate matmul + fused gate math + scan kernel in one autograd node (scan/fused_linear.py" in r.stdout
+        assert "cpu backend: one custom op per layer direction (minrnn::cpu_linear_cell" in r.stdout
         assert "layer matmuls inside the kernels (csrc/gemm.h) for: " in r.stdout
 
 

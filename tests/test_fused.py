@@ -1,4 +1,4 @@
-"""The fused C kernels (scan/fused.py, csrc/fused.c) against the fp64 reference: gate math (scan/cells.coeffs)
+"""The fused C kernels of the cpu backend (scan/cpu.py, csrc/fused.c) against the fp64 reference: gate math (scan/cells.coeffs)
 + sequential scan (scan/reference.py). Values, dL/dk and dL/dh0 (full loss and through h_n only), every
 cell/candidate/normalisation, awkward shapes, padding masks and resets, extreme pre-activations, NaN, threads,
 the layer route and its fallbacks, gradcheck, errors."""
@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from minrnn.layers import MinGRU, MinLSTM
-from minrnn.scan import cells, fused_linear, native
-from minrnn.scan.fused import fused_cell_scan, supported, use_fused
-from minrnn.scan.fused_linear import fused_linear_cell_scan
+from minrnn.scan import cells
+from minrnn.scan import cpu as native
+from minrnn.scan.cpu import fused_cell_scan, fused_linear_cell_scan
 from minrnn.scan.reference import scan_reference
 
 from conftest import assert_close
@@ -132,17 +132,21 @@ def test_gradcheck(cell):
                                     (k.requires_grad_(), h0.requires_grad_()))
 
 
+def _count_layer_ops(monkeypatch) -> list:
+    calls = []
+    op = native.cpu_linear_cell
+    monkeypatch.setattr(native, "cpu_linear_cell", lambda *a: calls.append(1) or op(*a))
+    return calls
+
+
 @pytest.mark.parametrize("cls", [MinGRU, MinLSTM])
 def test_layer_route_matches_reference_layer(cls, monkeypatch):
-    """Layers with scan_impl='native' take the fused layer route (matmul + kernel in one node; 2 layers,
-    bidirectional, learned h0) and match
-    the same weights on the reference scan; use_fused(False) (the generic C scan) matches too."""
-    calls = []
-    monkeypatch.setattr(fused_linear, "fused_linear_cell_scan",
-                        lambda *a, **k: calls.append(1) or fused_linear_cell_scan(*a, **k))
+    """Layers with scan_impl='cpu' run one custom op per layer direction (matmul + kernel; 2 layers,
+    bidirectional, learned h0) and match the same weights on the reference backend."""
+    calls = _count_layer_ops(monkeypatch)
     torch.manual_seed(7)
     kw = dict(num_layers=2, bidirectional=True, learn_h0=True, dtype=torch.float64)
-    fast, ref = cls(5, 9, scan_impl="native", **kw), cls(5, 9, scan_impl="reference", **kw)
+    fast, ref = cls(5, 9, scan_impl="cpu", **kw), cls(5, 9, scan_impl="reference", **kw)
     with torch.no_grad():
         for p in fast.parameters():
             p.normal_()
@@ -150,17 +154,15 @@ def test_layer_route_matches_reference_layer(cls, monkeypatch):
     x = torch.randn(3, 17, 5, dtype=torch.float64)
     h0 = torch.randn(4, 3, 9, dtype=torch.float64)
     outs = {}
-    for name, m, fused in (("fused", fast, True), ("generic", fast, False), ("ref", ref, True)):
+    for name, m in (("fused", fast), ("ref", ref)):
         m.zero_grad()
-        with use_fused(fused):
-            y, hn = m(x, h0)
+        y, hn = m(x, h0)
         (y.square().sum() + hn.sum()).backward()
         outs[name] = [y, hn] + [p.grad.clone() for p in m.parameters() if p.grad is not None]
     assert len(calls) == 4  # 2 layers x 2 directions, in the fused run only
     assert len(outs["fused"]) == len(outs["ref"])  # the same parameters got gradients (h0: none, h0 is given)
-    for name in ("fused", "generic"):
-        for got, want in zip(outs[name], outs["ref"]):
-            assert_close(got, want, 1e-11, 1e-12, name)
+    for got, want in zip(outs["fused"], outs["ref"]):
+        assert_close(got, want, 1e-11, 1e-12, "fused")
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -179,9 +181,9 @@ def test_mask_and_reset_match_reference(cell, normalize, candidate, dtype):
     h_reset = torch.randn(B, H, generator=g, dtype=torch.float64)
     for m, r, hr in ((mask, None, None), (None, reset, None), (None, reset, h_reset), (mask, reset, h_reset)):
         outs = []
-        for impl, dt in (("native", dtype), ("reference", torch.float64)):
+        for impl, dt in (("cpu", dtype), ("reference", torch.float64)):
             leaves = [t.to(dt).requires_grad_() for t in (k, h0, h_reset)]
-            hh = cells.cell_scan(cell, leaves[0], leaves[1], candidate=candidate, normalize=normalize, impl=impl,
+            hh = cells.cell_scan(cell, leaves[0], leaves[1], candidate=candidate, normalize=normalize, backend=impl,
                                  mask=m, reset=r, h_reset=leaves[2] if hr is not None else None)
             loss = (hh * w.to(dt)).sum() + hh[:, -1].sum()
             grads = torch.autograd.grad(loss, leaves, allow_unused=True)
@@ -192,11 +194,9 @@ def test_mask_and_reset_match_reference(cell, normalize, candidate, dtype):
 
 
 def test_layer_padding_and_reset_take_the_fused_kernel(monkeypatch):
-    calls = []
-    monkeypatch.setattr(fused_linear, "fused_linear_cell_scan",
-                        lambda *a, **k: calls.append(1) or fused_linear_cell_scan(*a, **k))
+    calls = _count_layer_ops(monkeypatch)
     torch.manual_seed(8)
-    fast = MinGRU(4, 6, scan_impl="native", learn_h0=True, dtype=torch.float64)
+    fast = MinGRU(4, 6, scan_impl="cpu", learn_h0=True, dtype=torch.float64)
     ref = MinGRU(4, 6, scan_impl="reference", learn_h0=True, dtype=torch.float64)
     with torch.no_grad():
         fast.h0.normal_()
@@ -210,20 +210,22 @@ def test_layer_padding_and_reset_take_the_fused_kernel(monkeypatch):
             m.zero_grad()
             y, hn = m(x, **kw)
             (y.square().sum() + hn.sum()).backward()
-            grads.append([y, hn, m.h0.grad.clone(), m.cells[0].weight.grad.clone()])
+            grads.append([y, hn, m.h0.grad.clone(), m.weight_ih_l0.grad.clone()])
         for got, want in zip(*grads):
             assert_close(got, want, 1e-12, 1e-12, str(list(kw)))
     assert len(calls) == 2
 
 
-def test_fallback_bf16_and_switch():
-    assert supported(torch.zeros(1, 1, 2)) and not supported(torch.zeros(1, 1, 2, dtype=torch.bfloat16))
-    with use_fused(False):
-        assert not supported(torch.zeros(1, 1, 2))
-    assert supported(torch.zeros(1, 1, 2))
-    layer = MinGRU(4, 6, scan_impl="native").to(torch.bfloat16)
-    y, hn = layer(torch.randn(2, 5, 4, dtype=torch.bfloat16))
+def test_bf16_layer_on_the_cpu_backend():
+    """bf16 (and CPU autocast) on scan_impl='cpu': the gate math in PyTorch and the C scan in fp32, cast back."""
+    torch.manual_seed(17)
+    layer = MinGRU(4, 6, scan_impl="cpu").to(torch.bfloat16)
+    ref = MinGRU(4, 6, scan_impl="reference").double()
+    ref.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 5, 4, dtype=torch.bfloat16)
+    y, hn = layer(x)
     assert y.dtype == torch.bfloat16 and hn.shape == (1, 2, 6)
+    assert_close(y, ref(x.double())[0], 3e-2, 3e-2, "bf16 y")
 
 
 def test_errors():
@@ -277,13 +279,13 @@ def test_bias_inside_kernel_matches_reference(cell, normalize, candidate, dtype,
     hr = torch.randn(B, H, generator=g, dtype=torch.float64)
     mask, reset, with_hr = _masks(B, T, kind, 13)
     outs = []
-    for impl, dt in (("native", dtype), ("reference", torch.float64)):
+    for impl, dt in (("cpu", dtype), ("reference", torch.float64)):
         kk, cc, hh, rr = (t.to(dt).requires_grad_() for t in (k, c, h0, hr))
         ex = dict(mask=mask, reset=reset, h_reset=rr if with_hr else None)
-        if impl == "native":
+        if impl == "cpu":
             h = fused_cell_scan(cell, kk, hh, candidate=candidate, normalize=normalize, bias=cc, **ex)
         else:
-            h = cells.cell_scan(cell, kk + cc, hh, candidate=candidate, normalize=normalize, impl=impl, **ex)
+            h = cells.cell_scan(cell, kk + cc, hh, candidate=candidate, normalize=normalize, backend=impl, **ex)
         loss = (h * w.to(dt)).sum() + h[:, -1].sum()
         grads = torch.autograd.grad(loss, (kk, cc, hh, rr), allow_unused=True)
         outs.append([h] + [torch.zeros_like(t) if gr is None else gr for t, gr in zip((kk, cc, hh, rr), grads)])
@@ -295,7 +297,7 @@ def test_bias_inside_kernel_matches_reference(cell, normalize, candidate, dtype,
 def test_output_gradient_read_through_strides():
     """The backward kernel reads dL/dh through its strides: the expanded gradient of h.sum() (all strides 0,
     not copied to (B, T, H)) and a non-contiguous slice (from torch.cat) give the reference gradients."""
-    from minrnn.scan.fused import unit_stride_rows
+    unit_stride_rows = native._unit_rows
     ones = torch.ones(()).expand(4, 5, 6)
     rows = unit_stride_rows(ones)
     assert rows.stride() == (0, 0, 1) and torch.equal(rows, ones)
@@ -308,12 +310,12 @@ def test_output_gradient_read_through_strides():
     for loss_fn in (lambda h: h.sum(), lambda h: (torch.cat([h, 2 * h], dim=-1) * w2).sum(),
                     lambda h: (h.transpose(0, 1).contiguous().transpose(0, 1) * w).sum()):
         got, want = [], []
-        for impl, out in (("native", got), ("reference", want)):
+        for impl, out in (("cpu", got), ("reference", want)):
             kk, hh = k.clone().requires_grad_(), h0.clone().requires_grad_()
-            if impl == "native":
+            if impl == "cpu":
                 h = fused_cell_scan("minlstm", kk, hh)
             else:
-                h = cells.cell_scan("minlstm", kk, hh, candidate="g", normalize=True, impl="reference")
+                h = cells.cell_scan("minlstm", kk, hh, candidate="g", normalize=True, backend="reference")
             out += [h, *torch.autograd.grad(loss_fn(h), (kk, hh))]
         for name, g_, w_ in zip(("h", "dk", "dh0"), got, want):
             assert_close(g_, w_, *TOL[torch.float64], name)
@@ -326,7 +328,7 @@ def lin_chunk():
     native.library().minrnn_set_lin_chunk(0)
 
 
-# Where the layer's matmuls run (fused_linear.kernel_matmul) and the chunk length of the in-kernel route: "off" is
+# Where the layer's matmuls run (the `matmul` argument, a layer's cpu_matmul) and the chunk length of the in-kernel route: "off" is
 # torch.mm around the kernels; "always" runs them in the kernels in fp64 too (plain C loops); 5 steps per chunk
 # crosses 8 chunk boundaries at T = 37 and leaves 2-row strips of the 6-row register tile.
 MATMUL = [("off", 0), ("auto", 0), ("auto", 5), ("always", 0), ("always", 5)]
@@ -353,11 +355,10 @@ def test_fused_linear_matches_reference(cell, normalize, candidate, dtype, bias,
         leaves = [t.to(dt).requires_grad_() for t in (x, W, h0) + ((c,) if bias else ())]
         xx, WW, hh, cc = leaves + ([] if bias else [None])
         if impl == "fused":
-            with fused_linear.kernel_matmul(matmul):
-                h = fused_linear_cell_scan(cell, xx, WW, cc, hh, candidate=candidate, normalize=normalize)
+            h = fused_linear_cell_scan(cell, xx, WW, cc, hh, candidate=candidate, normalize=normalize, matmul=matmul)
         else:
             h = cells.cell_scan(cell, torch.nn.functional.linear(xx, WW, cc), hh, candidate=candidate,
-                                normalize=normalize, impl="reference")
+                                normalize=normalize, backend="reference")
         outs.append([h, *torch.autograd.grad((h * w.to(dt)).sum() + h[:, -1].sum(), leaves)])
     rtol, atol = TOL[dtype]
     for name, got, want in zip(("h", "dx", "dW", "dh0", "dbias"), *outs):
@@ -380,9 +381,8 @@ def _lin_case(cell, B, T, D, H, seed, masked=False):
 def _lin_run(cell, t, mask, reset, dtype, matmul, grads=("x", "W", "c", "h0", "hr")):
     """States and the gradients `grads` of sum(w * h) through the layer route with its matmuls at `matmul`."""
     leaves = {n: v.detach().to(dtype).requires_grad_(n in grads) for n, v in t.items() if n != "w"}
-    with fused_linear.kernel_matmul(matmul):
-        h = fused_linear_cell_scan(cell, leaves["x"], leaves["W"], leaves["c"], leaves["h0"], mask=mask,
-                                   reset=reset, h_reset=leaves["hr"])
+    h = fused_linear_cell_scan(cell, leaves["x"], leaves["W"], leaves["c"], leaves["h0"], mask=mask, reset=reset,
+                               h_reset=leaves["hr"], matmul=matmul)
     return [h, *torch.autograd.grad((h * t["w"].to(dtype)).sum(), [leaves[n] for n in grads])]
 
 
@@ -425,7 +425,7 @@ def test_kernel_matmul_with_two_threads_and_partial_grads(cell):
 def test_kernel_matmul_declines_split_rows_and_falls_back():
     """Fewer rows than threads: the in-kernel route would split rows across jobs, so the C entry point declines
     (returns 1, writing nothing) and the layer uses torch.mm around the kernels, with the same results."""
-    lib, p = native.library(), native._ptr
+    lib, p = native.library(), native._p
     x, W = torch.randn(1, 600, 8), torch.randn(2 * 128, 8)
     k, h = torch.full((1, 600, 256), 7.0), torch.full((1, 600, 128), 7.0)
     rc = lib.fused_lin_fwd_f32(0, 0, 1, p(x), p(W), p(k), None, None, p(h), None, None, None, 1, 600, 128, 8, 2)
@@ -445,57 +445,23 @@ def test_kernel_matmul_declines_split_rows_and_falls_back():
 
 
 def test_kernel_matmul_mode_errors_and_report():
-    """kernel_matmul rejects unknown modes; kernel_matmul_active says where a dtype's matmuls run."""
-    with pytest.raises(ValueError, match="expected one of"):
-        with fused_linear.kernel_matmul("fast"):
-            pass
-    with fused_linear.kernel_matmul("off"):
-        assert not fused_linear.kernel_matmul_active(torch.float32)
-    with fused_linear.kernel_matmul("always"):
-        assert fused_linear.kernel_matmul_active(torch.float64)
-    with fused_linear.kernel_matmul("auto"):
-        assert not fused_linear.kernel_matmul_active(torch.float64)
-        assert fused_linear.kernel_matmul_active(torch.float32) == bool(native.library().minrnn_gemm_simd())
+    """Unknown modes are errors; matmul_in_kernel says where a dtype's matmuls run; the choice is per layer."""
+    with pytest.raises(ValueError, match="cpu_matmul: expected one of"):
+        native.matmul_in_kernel("fast", torch.float32)
+    with pytest.raises(ValueError, match="cpu_matmul: expected one of"):
+        MinGRU(3, 4, cpu_matmul="fast")
+    assert not native.matmul_in_kernel("off", torch.float32)
+    assert native.matmul_in_kernel("always", torch.float64)
+    assert not native.matmul_in_kernel("auto", torch.float64)
+    assert native.matmul_in_kernel("auto", torch.float32) == bool(native.library().minrnn_gemm_simd())
+    assert MinGRU(3, 4, cpu_matmul="off").cpu_matmul == "off" and MinGRU(3, 4).cpu_matmul == "auto"
 
 
-def test_large_buffers_ask_for_huge_pages():
-    """empty_large: a plain empty tensor (right shape, dtype, writable); with MINRNN_HUGEPAGES=1, >= 32 MiB it
-    is advised to use huge pages, which the kernel accepts wherever transparent huge pages are not off."""
-    from pathlib import Path
-    like = torch.zeros(1, dtype=torch.float32)
-    old, native.HUGEPAGES = native.HUGEPAGES, True
-    try:
-        t = native.empty_large((8, 1 << 20), like)
-    finally:
-        native.HUGEPAGES = old
-    assert t.shape == (8, 1 << 20) and t.dtype == torch.float32
-    t.fill_(1.5)
-    assert float(t[7, -1]) == 1.5
-    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    if thp.exists() and "[never]" not in thp.read_text():
-        assert native.library().minrnn_advise_huge(t.data_ptr(), t.numel() * 4) == 0
-
-
-def test_workspace_is_reused_grown_and_freed():
-    """The fused layer's dL/dk scratch: the same storage for a smaller or equal request, a new one when it
-    must grow, released by free_workspace (the 2-layer bidirectional layer test runs 4 backwards through it)."""
-    like = torch.zeros(1, dtype=torch.float64)
-    native.free_workspace()
-    a = native.workspace((3, 4), like)
-    b = native.workspace((2, 5), like)
-    assert b.shape == (2, 5) and b.data_ptr() == a.data_ptr() and b.dtype == torch.float64
-    c = native.workspace((5, 5), like)
-    assert c.shape == (5, 5)
-    assert native.workspace((2, 2), like.float()).dtype == torch.float32  # another dtype: a new buffer
-    assert native.free_workspace() == 4 * 4 and native.free_workspace() == 0
-
-
-def test_saved_k_buffer_is_reused_only_when_free():
-    """The fused layer's k comes from a per-thread pool: reused after its node's backward freed it, never while
-    a graph still holds it (two forwards before one backward, retain_graph): gradients stay exact."""
-    native.free_workspace()
+def test_saved_tensors_survive_later_calls():
+    """What a graph saved (k, h) is never overwritten by a later forward or backward: two graphs alive at once,
+    retain_graph and a forward between two backwards give the same, exact gradients."""
     torch.manual_seed(9)
-    m = MinLSTM(5, 7, scan_impl="native", dtype=torch.float64)
+    m = MinLSTM(5, 7, scan_impl="cpu", dtype=torch.float64)
     x1, x2 = torch.randn(2, 9, 5, dtype=torch.float64), torch.randn(2, 9, 5, dtype=torch.float64)
 
     def grads(fn):
@@ -515,4 +481,3 @@ def test_saved_k_buffer_is_reused_only_when_free():
     loss.backward()
     y2.sum().backward()
     assert all(torch.allclose(p.grad, w, rtol=0, atol=1e-12) for p, w in zip(m.parameters(), want))
-    assert native.free_workspace() > 0

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from minrnn.scan import native
+from minrnn.scan import build as native
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None, reason="no C compiler")
 

@@ -19,7 +19,7 @@ if not CUDA and tuple(int(v) for v in triton.__version__.split(".")[:2]) < (3, 9
                 allow_module_level=True)
 
 from minrnn import MinGRU, MinLSTM  # noqa: E402
-from minrnn.scan import linear_scan, resolve_impl  # noqa: E402
+from minrnn.scan import linear_scan, select_backend  # noqa: E402
 from minrnn.scan import triton_scan  # noqa: E402
 from minrnn.scan.cells import cell_scan  # noqa: E402
 from minrnn.scan.reference import scan_reference  # noqa: E402
@@ -57,7 +57,7 @@ def run(impl, cell, cand, norm, k, h0, w, dtype, device, extra=None, **cfg):
     if impl == "triton":
         h = triton_scan.cell_scan_triton(cell, k, h0, candidate=cand, normalize=norm, **ex, **cfg)
     else:
-        h = cell_scan(cell, k, h0, candidate=cand, normalize=norm, impl=impl, **ex)
+        h = cell_scan(cell, k, h0, candidate=cand, normalize=norm, backend=impl, **ex)
     assert h.dtype == dtype and h.shape == (k.shape[0], k.shape[1], w.shape[-1])
     loss = (h.double() * w.to(device)).sum() + h[:, -1].double().sum()
     grads = torch.autograd.grad(loss, leaves)
@@ -110,7 +110,7 @@ def test_fp32_states_with_bf16_preactivations():
     reset = torch.zeros(2, 21, dtype=torch.bool)
     reset[:, 10] = True
     leaves = [k.clone().requires_grad_(), h0.clone().requires_grad_()]
-    ref = cell_scan("mingru", leaves[0], leaves[1], candidate="g", normalize=False, impl="reference", reset=reset,
+    ref = cell_scan("mingru", leaves[0], leaves[1], candidate="g", normalize=False, backend="reference", reset=reset,
                     h_reset=leaves[1])
     ref_g = torch.autograd.grad((ref * w).sum(), leaves)
     x = [k.to(DEV, torch.bfloat16).requires_grad_(), h0.to(DEV, torch.float32).requires_grad_()]
@@ -131,7 +131,7 @@ def test_strided_preactivations():
     h = triton_scan.cell_scan_triton("minlstm", wide[:, :, 1:13], None, candidate="g", normalize=True)
     (h.double() * w.to(DEV)).sum().backward()
     kr = k.clone().requires_grad_()
-    ref = cell_scan("minlstm", kr, None, candidate="g", normalize=True, impl="reference")
+    ref = cell_scan("minlstm", kr, None, candidate="g", normalize=True, backend="reference")
     (ref * w).sum().backward()
     assert_close(h.cpu(), ref, *TOL[torch.float32], "h")
     assert_close(wide.grad[:, :, 1:13].cpu(), kr.grad, *TOL[torch.float32], "dk")
@@ -186,7 +186,7 @@ def test_plan_covers_every_step():
 
 
 def test_dispatch_and_errors(monkeypatch):
-    assert resolve_impl("auto", torch.device("cpu")) != "triton"  # the interpreter is for tests only
+    assert select_backend("auto", torch.device("cpu")) != "triton"  # the interpreter is for tests only
     k = torch.randn(1, 4, 6, device=DEV)
     with pytest.raises(ValueError, match=r"expected \(B, T, 3 \* H\)"):
         triton_scan.cell_scan_triton("minlstm", torch.randn(1, 4, 5, device=DEV), None, candidate="g",
@@ -198,13 +198,13 @@ def test_dispatch_and_errors(monkeypatch):
         triton_scan.cell_scan_triton("mingru", k.to(torch.int32), None, candidate="g", normalize=False)
     monkeypatch.setattr(triton_scan, "installed", lambda: False)
     with pytest.raises(RuntimeError, match="pip install triton"):
-        resolve_impl("triton", DEV)
+        select_backend("triton", DEV)
     with pytest.raises(RuntimeError, match="pip install triton"):
         MinGRU(3, 4, scan_impl="triton").to(DEV)(torch.randn(1, 2, 3, device=DEV))
     monkeypatch.setattr(triton_scan, "installed", lambda: True)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(RuntimeError, match="need CUDA tensors"):
-        resolve_impl("triton", torch.device("cpu"))
+        select_backend("triton", torch.device("cpu"))
 
 
 @pytest.mark.skipif(not CUDA, reason="large shapes need a GPU (the interpreter would take minutes)")
@@ -226,3 +226,55 @@ def test_kernels_compile_for_sm90_without_a_gpu():
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.count(": ok REG:") == 2, res.stdout
+
+
+@pytest.mark.parametrize("cell", ["mingru", "minlstm", "linear"])
+def test_opcheck_triton_ops(cell):
+    """The kernels as custom operators: schema, autograd registration, fake tensors, AOT dispatch (the
+    interpreter on CPU in CI)."""
+    g = torch.Generator().manual_seed(30)
+    B, T, H = 2, 5, 3
+    G = H * N_GATES.get(cell, 1)
+    x = torch.randn(B, T, G, generator=g, dtype=torch.float64).to(DEV).requires_grad_()
+    x_b = torch.randn(B, T, H, generator=g, dtype=torch.float64).to(DEV).requires_grad_() if cell == "linear" else None
+    if cell == "linear":
+        x = (torch.rand(B, T, H, generator=g, dtype=torch.float64) * 0.9).to(DEV).requires_grad_()
+    h0 = torch.randn(B, H, generator=g, dtype=torch.float64).to(DEV).requires_grad_()
+    mask = (torch.rand(B, T, generator=g) > 0.3).to(DEV).view(torch.uint8) if cell != "linear" else None
+    args = (x, x_b, h0, None, mask, None, triton_scan.CELL_IDS[cell], cell == "minlstm", True, 0, 0, 0, 4, 2, 1)
+    result = torch.library.opcheck(triton_scan.triton_scan_op, args)
+    assert set(result.values()) == {"SUCCESS"}, result
+
+
+def test_torch_compile_fullgraph_with_triton_layer():
+    torch.manual_seed(31)
+    m = MinGRU(4, 6, scan_impl="triton", dtype=torch.float64).to(DEV)
+    x = torch.randn(2, 7, 4, dtype=torch.float64, device=DEV)
+    outs = []
+    for fn in (torch.compile(m, fullgraph=True), m):
+        xx = x.clone().requires_grad_()
+        y, h_n = fn(xx)
+        outs.append([y, h_n, *torch.autograd.grad(y.square().sum() + h_n.sum(), [xx, *m.parameters()])])
+    for a, b in zip(*outs):
+        assert_close(a.cpu(), b.cpu(), 1e-10, 1e-12, "compiled vs eager (triton)")
+
+
+def test_triton_double_backward_is_a_clear_error():
+    m = MinGRU(4, 6, scan_impl="triton", dtype=torch.float64).to(DEV)
+    x = torch.randn(2, 5, 4, dtype=torch.float64, device=DEV, requires_grad=True)
+    (gx,) = torch.autograd.grad(m(x)[0].square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="not supported by the 'triton' backend.*'reference' or 'chunked'"):
+        gx.sum().backward()
+
+
+@pytest.mark.parametrize("shape", [(0, 5, 3), (2, 5, 0)])
+def test_triton_empty_inputs(shape):
+    a = torch.rand(*shape, device=DEV, requires_grad=True)
+    h, h_n = linear_scan(a, a.detach() * 0 + 1, None, impl="triton")
+    assert h.shape == shape and h_n.shape == (shape[0], shape[2])
+    h.sum().backward()
+    assert a.grad.shape == shape
+    x = torch.zeros(shape[0], 5, 4, device=DEV, requires_grad=True)
+    y, _ = MinGRU(4, 6, scan_impl="triton").to(DEV)(x)
+    y.sum().backward()
+    assert y.shape == (shape[0], 5, 6) and x.grad.shape == x.shape

@@ -2,9 +2,9 @@
 
 Groups (the size is the sequence length for train/scan, the batch size for infer):
   train  one layer, forward + backward of y.sum() w.r.t. the weights (x needs no grad), width D -> D:
-         minGRU/minLSTM with each scan implementation ("fused" = `scan/fused_linear.py` + `scan/fused.py`, the
-         default on CPU, its matmuls inside the kernels on fp32; "fused mm" = the same with torch.mm around them;
-         "native" = the generic C scan with the gate math in PyTorch), nn.GRU/nn.LSTM (oneDNN/cuDNN), the
+         minGRU/minLSTM on each backend ("fused" = the `cpu` backend, `scan/cpu.py`: one custom op per layer
+         direction, the default on CPU, its matmuls inside the kernels on fp32; "fused mm" = the same op with
+         cpu_matmul="off", torch.mm around the kernels; chunked, logspace), nn.GRU/nn.LSTM (oneDNN/cuDNN), the
          paper's sequential baseline (a Python loop over nn.GRUCell/nn.LSTMCell), the peer `mingru-pytorch`
          (when installed) and the matmul floors (the two torch.mm GEMMs of a layer's input projection, 2H or
          3H gate outputs: the floor of a layer built on torch.mm).
@@ -42,8 +42,8 @@ class Row:
 
 
 def _need_native() -> str | None:
-    from ..scan import native
-    return None if native.available() else f"native kernels unavailable: {native.unavailable_reason()}"
+    from ..scan import cpu
+    return None if cpu.available() else f"the cpu backend is unavailable: {cpu.unavailable_reason()}"
 
 
 def _need_peer() -> str | None:
@@ -61,22 +61,21 @@ def _x(cfg, T: int) -> torch.Tensor:
     return torch.randn(cfg.batch, T, cfg.width, generator=g).to(**_fk(cfg))
 
 
-def _train(build: Callable[[object], nn.Module], fused: bool = True, call=None, matmul: str = "auto"):
-    """Row factory: a forward + backward step of the module `build(cfg)` on x (B, T, D); `matmul` says where a
-    fused layer's matmuls run (scan/fused_linear.kernel_matmul)."""
+def _train(build: Callable[[object], nn.Module], call=None, matmul: str = "auto"):
+    """Row factory: a forward + backward step of the module `build(cfg)` on x (B, T, D); `matmul` is the
+    cpu_matmul of our layers (where the cpu backend runs their matmuls)."""
     def make(cfg, T):
-        from ..scan.fused import use_fused
-        from ..scan.fused_linear import kernel_matmul
         torch.manual_seed(0)
         mod = build(cfg).to(**_fk(cfg))
+        if hasattr(mod, "cpu_matmul"):
+            mod.cpu_matmul = matmul
         x = _x(cfg, T)
         fwd = call or (lambda m, x: m(x)[0])
 
         def step():
             for p in mod.parameters():
                 p.grad = None
-            with use_fused(fused), kernel_matmul(matmul):
-                fwd(mod, x).sum().backward()
+            fwd(mod, x).sum().backward()
         return step
     return make
 
@@ -112,9 +111,8 @@ def train_rows() -> list[Row]:
     rows = []
     for cell, ref in (("minGRU", "nn.GRU"), ("minLSTM", "nn.LSTM")):
         rows += [
-            Row(f"{cell} fused", "train", _train(_min(cell, "native")), ref, _need_native),
-            Row(f"{cell} fused mm", "train", _train(_min(cell, "native"), matmul="off"), ref, _need_native),
-            Row(f"{cell} native", "train", _train(_min(cell, "native"), fused=False), ref, _need_native),
+            Row(f"{cell} fused", "train", _train(_min(cell, "cpu")), ref, _need_native),
+            Row(f"{cell} fused mm", "train", _train(_min(cell, "cpu"), matmul="off"), ref, _need_native),
             Row(f"{cell} chunked", "train", _train(_min(cell, "chunked")), ref),
             Row(f"{cell} logspace", "train", _train(_min(cell, "logspace")), ref),
         ]
@@ -188,29 +186,29 @@ def _scan(impl: str, backward: bool):
 def _kernel(backward: bool):
     """The C scan on preallocated buffers, called directly: the kernel without allocation or autograd."""
     def make(cfg, T):
-        from ..scan import native
-        lib, suf = native.library(), native._SUFFIX[getattr(torch, cfg.dtype)]
+        from ..scan import cpu
+        suf = cpu._SUFFIX[getattr(torch, cfg.dtype)]
         a, b = _ab(cfg, T, False)
         h, gh, da, db = (torch.empty_like(a) for _ in range(4))
         B, T_, D = a.shape
-        p = native._ptr
+        p, lib = cpu._p, cpu.library()
         fwd = getattr(lib, f"scan_fwd_{suf}")
         bwd = getattr(lib, f"scan_bwd_{suf}")
 
         def step():
-            fwd(p(a), p(b), None, p(h), B, T_, D, native._threads(a.numel()))
+            fwd(p(a), p(b), None, p(h), B, T_, D, cpu._threads(a.numel()))
             if backward:
-                bwd(p(a), p(h), None, p(gh), p(da), p(db), None, B, T_, D, native._threads(a.numel()))
+                bwd(p(a), p(h), None, p(gh), p(da), p(db), None, B, T_, D, cpu._threads(a.numel()))
         return step
     return make
 
 
 def scan_rows() -> list[Row]:
     rows = [Row("add floor", "scan", _floor, None, devices=("cpu", "cuda")),
-            Row("native kernel fwd", "scan", _kernel(False), "add floor", _need_native),
-            Row("native kernel fwd+bwd", "scan", _kernel(True), "add floor", _need_native)]
-    for impl in ("native", "chunked", "logspace", "reference"):
-        need = _need_native if impl == "native" else None
+            Row("cpu kernel fwd", "scan", _kernel(False), "add floor", _need_native),
+            Row("cpu kernel fwd+bwd", "scan", _kernel(True), "add floor", _need_native)]
+    for impl in ("cpu", "chunked", "logspace", "reference"):
+        need = _need_native if impl == "cpu" else None
         slow = impl == "reference"
         # autograd through the reference loop's a[:, t] slices materialises a (B, T, D) gradient per step:
         # O(T^2) work (51 s per call at T = 1024 here), so it stops at T = 1024
@@ -241,21 +239,26 @@ def _step_layer(kind: str, steps: int):
     return make
 
 
-def _step_lm(arch: str, steps: int):
+def _step_lm(arch: str, steps: int, how: str = "pytorch"):
+    """A small LM's step loop; `how` (minGRU only): "pytorch" (`SequenceModel.step`), "c" (the compiled step of
+    `models/fast_step.py`, what generation uses where `step_route` allows) or "compile" (torch.compile of the
+    PyTorch step; its compilation happens in the warm-up call)."""
     def make(cfg, B):
         from ..models.baselines import make_model
+        from ..models.fast_step import fast_step
         torch.manual_seed(0)
         # Matched architectures: embedding -> 2 recurrent layers of width D -> head (the minGRU model without
         # its conv and MLP, expansion 1), so the rows differ in the recurrent layer only (plus minGRU's norms).
         kw = dict(conv_kernel=0, mlp_ratio=0.0, expansion=1.0) if arch == "mingru" else {}
         m = make_model(arch, vocab_size=256, d_model=cfg.width, n_layers=2, **kw).to(**_fk(cfg)).eval()
         toks = torch.randint(0, 256, (steps, B), device=cfg.device)
+        step = {"pytorch": m.step, "c": lambda t, s: fast_step(m, t, s), "compile": torch.compile(m.step)}[how]
 
         @torch.no_grad()
         def run():
-            state = None
+            state = m.init_state(B) if how == "compile" else None  # one state structure: no recompilation
             for t in range(steps):
-                _, state = m.step(toks[t], state)
+                _, state = step(toks[t], state)
         return run
     return make
 
@@ -265,6 +268,9 @@ def infer_rows(steps: int = 64) -> list[Row]:
             Row("nn.GRU layer step", "infer", _step_layer("gru", steps), None, devices=("cpu", "cuda"),
                 steps=steps),
             Row("minGRU LM step", "infer", _step_lm("mingru", steps), "nn.GRU LM step", steps=steps),
+            Row("minGRU LM C step", "infer", _step_lm("mingru", steps, "c"), "minGRU LM step", steps=steps),
+            Row("minGRU LM compiled step", "infer", _step_lm("mingru", steps, "compile"), "minGRU LM step",
+                steps=steps),
             Row("nn.GRU LM step", "infer", _step_lm("gru", steps), None, devices=("cpu", "cuda"), steps=steps)]
 
 
@@ -273,7 +279,6 @@ ROWS: list[Row] = train_rows() + scan_rows() + infer_rows()
 # Headline speed-ups printed per length: (slower row, faster row).
 SPEEDUPS = [("nn.GRU", "minGRU fused"), ("nn.LSTM", "minLSTM fused"), ("GRU loop", "minGRU fused"),
             ("LSTM loop", "minLSTM fused"), ("peer minGRU", "minGRU fused"), ("peer minLSTM", "minLSTM fused"),
-            ("minGRU native", "minGRU fused"), ("minLSTM native", "minLSTM fused"),
             ("minGRU fused mm", "minGRU fused"), ("minLSTM fused mm", "minLSTM fused"),
             # ceilings: the speed-up a layer would have if it cost only its matmuls, and how far the layer is off
             ("nn.GRU", "matmul floor 2H"), ("nn.LSTM", "matmul floor 3H"), ("peer minGRU", "matmul floor 2H"),

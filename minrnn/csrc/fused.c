@@ -20,12 +20,28 @@
  * The gate bias may be passed separately (added to k inside the kernel, its gradient summed per batch row in
  * backward), so that the layer's matmul writes x W^T straight into k without first copying a broadcast bias.
  */
-#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __linux__
 #include <sys/mman.h>
+#endif
+/* Without OpenMP (e.g. Apple clang) the pragmas are ignored and everything runs on one thread, still correct. */
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static inline int omp_get_thread_num(void) { return 0; }
+#endif
+
+/* 64-byte aligned buffers: posix_memalign where it exists, _aligned_malloc on Windows (MinGW has no
+ * aligned_alloc); free them with aligned_free. */
+#ifdef _WIN32
+#include <malloc.h>
+static void* aligned_buf(size_t n) { return _aligned_malloc(n, 64); }
+static void aligned_free(void* p) { _aligned_free(p); }
+#else
+static void* aligned_buf(size_t n) { void* p = 0; return posix_memalign(&p, 64, n ? n : 64) == 0 ? p : 0; }
+static void aligned_free(void* p) { free(p); }
 #endif
 
 /* Ask the kernel to back [p, p + nbytes) with transparent huge pages (where THP is in `madvise` mode). Used on
@@ -67,6 +83,7 @@ static inline int64_t prefetch_steps(int64_t step_bytes) {
 }
 
 static int64_t block_width(int64_t B, int64_t H, int nthreads) {
+    if (B <= 0 || H <= 0 || nthreads < 1) return 1;  /* empty input: no job runs (and no division by B) */
     int64_t w = H < HBLK ? H : HBLK;
     int64_t per_row = B >= nthreads ? 1 : (nthreads + B - 1) / B;  /* blocks wanted per row */
     if ((H + w - 1) / w < per_row) {

@@ -334,7 +334,7 @@ static int FN(lin_run)(int fwd, int cell, int norm, int cand_g, const REAL* x, c
     FN(lin_t) ln = {x, 0, dw, dx, D, lin_chunk(G, sizeof(REAL))};
     REAL* wp = 0;
     if (fwd || dx) {  /* W packed as W^T (D x G) for forward, as W (G x D) for dL/dx */
-        wp = (REAL*)aligned_alloc(64, ((size_t)packed_size(fwd ? D : G, fwd ? G : D) * sizeof(REAL) + 63) / 64 * 64);
+        wp = (REAL*)aligned_buf(((size_t)packed_size(fwd ? D : G, fwd ? G : D) * sizeof(REAL) + 63) / 64 * 64);
         if (!wp) return 2;
         if (fwd) FN(pack)(D, G, w, 1, D, wp);
         else FN(pack)(G, D, w, D, 1, wp);
@@ -346,7 +346,7 @@ static int FN(lin_run)(int fwd, int cell, int norm, int cand_g, const REAL* x, c
     int failed = 0;
     _Pragma("omp parallel num_threads(nthreads)")
     {
-        REAL* buf = (REAL*)aligned_alloc(64, nbuf);
+        REAL* buf = (REAL*)aligned_buf(nbuf);
         if (!buf) {
             _Pragma("omp atomic write")
             failed = 1;
@@ -357,9 +357,9 @@ static int FN(lin_run)(int fwd, int cell, int norm, int cand_g, const REAL* x, c
             if (fwd) ff(k, bias, h0, h, sq, &ln, buf, bi, 0, H, T, H);
             else fb(k, bias, h, h0, gh, sgb, sgt, 0, dbias_rows, dh0, sq, &ln, buf, bi, 0, H, T, H);
         }
-        free(buf);
+        aligned_free(buf);
     }
-    free(wp);
+    aligned_free(wp);
     return failed ? 2 : 0;
 }
 

@@ -11,6 +11,7 @@
 #define RBLK 16
 
 static int64_t block_width(int64_t B, int64_t D, int nthreads) {
+    if (B <= 0 || D <= 0 || nthreads < 1) return 1;  /* empty input: no job runs (and no division by B) */
     int64_t w = D < DBLK ? D : DBLK;
     int64_t per_row = B >= nthreads ? 1 : (nthreads + B - 1) / B;
     if ((D + w - 1) / w < per_row) w = ((D + per_row - 1) / per_row + 7) / 8 * 8;

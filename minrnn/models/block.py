@@ -136,17 +136,49 @@ class SequenceModel(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def _check(self, x, ndim_tokens: int):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
         if self.cfg.vocab_size > 0:
             if x.dtype not in (torch.int64, torch.int32) or x.dim() != ndim_tokens:
                 shape = "(B, T)" if ndim_tokens == 2 else "(B,)"
                 raise ValueError(f"tokens: expected an int64 tensor of shape {shape}, got {x.dtype} {tuple(x.shape)}")
+            # a value check reads the tokens; skipped while torch.compile traces (it would break the graph)
+            if x.numel() and not torch.compiler.is_compiling():
+                lo, hi = int(x.min()), int(x.max())
+                if lo < 0 or hi >= self.cfg.vocab_size:
+                    raise ValueError(f"tokens: expected ids in [0, {self.cfg.vocab_size}), got values in "
+                                     f"[{lo}, {hi}]")
         elif x.dim() != ndim_tokens + 1 or x.shape[-1] != self.cfg.input_dim:
             shape = "(B, T, input_dim)" if ndim_tokens == 2 else "(B, input_dim)"
             raise ValueError(f"x: expected shape {shape} with input_dim={self.cfg.input_dim}, got {tuple(x.shape)}")
+        elif not x.is_floating_point():
+            raise TypeError(f"x: expected a floating-point tensor, got dtype {x.dtype}")
+        if ndim_tokens == 2 and x.shape[1] == 0:
+            raise ValueError(f"x: expected at least one time step, got shape {tuple(x.shape)}")
+
+    def _check_state(self, state, B: int) -> None:
+        """A state is one (conv window (B, k-1, d) | None, rnn state (1, B, H)) pair per block."""
+        if state is None:
+            return
+        k, d = self.cfg.conv_kernel, self.cfg.d_model
+        if not isinstance(state, (list, tuple)) or len(state) != len(self.blocks):
+            got = f"{type(state).__name__} of {len(state)}" if isinstance(state, (list, tuple)) else type(state).__name__
+            raise ValueError(f"state: expected a list of {len(self.blocks)} (window, h) pairs, got {got}")
+        for i, (s, blk) in enumerate(zip(state, self.blocks)):
+            want_w = (B, k - 1, d) if k else None
+            want_h = (blk.rnn.num_layers * blk.rnn.num_directions, B, blk.rnn.hidden_size)
+            ok = isinstance(s, (list, tuple)) and len(s) == 2
+            w, h = s if ok else (None, None)
+            ok = ok and ((w is None) if want_w is None else (isinstance(w, torch.Tensor) and tuple(w.shape) == want_w))
+            ok = ok and isinstance(h, torch.Tensor) and tuple(h.shape) == want_h
+            if not ok:
+                raise ValueError(f"state[{i}]: expected (window {want_w}, h {want_h}) for batch {B}, got "
+                                 f"{_shape_of(s)}")
 
     def forward(self, x: torch.Tensor, state: State | None = None, reset: torch.Tensor | None = None):
         """x: tokens (B, T) or vectors (B, T, input_dim) -> (logits/outputs (B, T, out), state)."""
         self._check(x, 2)
+        self._check_state(state, x.shape[0])
         if reset is not None and self.cfg.conv_kernel:
             raise ValueError("reset needs conv_kernel=0: the conv window would mix episodes")
         h = self.drop(self.embed(x))
@@ -159,6 +191,7 @@ class SequenceModel(nn.Module):
     def step(self, x_t: torch.Tensor, state: State | None = None):
         """One step: tokens (B,) or vectors (B, input_dim) -> (out (B, out), state). O(1) in sequence length."""
         self._check(x_t, 1)
+        self._check_state(state, x_t.shape[0])
         h = self.drop(self.embed(x_t))  # (B, d)
         new_state = []
         for i, block in enumerate(self.blocks):
@@ -166,8 +199,28 @@ class SequenceModel(nn.Module):
             new_state.append(s)
         return self.head(self.norm(h)), new_state
 
+    def step_route(self, batch_size: int, fast: bool = True) -> str | None:
+        """How step-by-step decoding of `batch_size` sequences runs: None = the compiled C step
+        (`models/fast_step.py`), else why the PyTorch `step` runs. The one place that decides it: generation,
+        RL acting, the bench and `minrnn info` ask here."""
+        from .fast_step import FAST_MAX_BATCH, why_not
+        if not fast:
+            return "fast=False"
+        why = why_not(self)
+        if why is None and batch_size > FAST_MAX_BATCH:
+            why = f"batch {batch_size} > {FAST_MAX_BATCH}, where PyTorch's batched matmuls are faster"
+        return why
+
     def init_state(self, batch_size: int) -> State:
         p = self.head.weight
         k = self.cfg.conv_kernel
         return [(p.new_zeros(batch_size, k - 1, self.cfg.d_model) if k else None, b.rnn.init_state(batch_size))
                 for b in self.blocks]
+
+
+def _shape_of(s) -> str:
+    if isinstance(s, torch.Tensor):
+        return str(tuple(s.shape))
+    if isinstance(s, (list, tuple)):
+        return "(" + ", ".join(_shape_of(v) for v in s) + ")"
+    return type(s).__name__

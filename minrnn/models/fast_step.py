@@ -4,7 +4,7 @@
 dispatch overhead, not arithmetic: the cpu-preset model is ~0.5 M multiply-adds per token). `csrc/step.c`
 does the same arithmetic (embedding, per block conv window / norm / gate Linear / minGRU or minLSTM update /
 projection / MLP, final norm, head) in one call; it is built with the system C compiler on first use, cached
-and loaded with ctypes like the scan kernels (`scan/native.py`), and ``MINRNN_DISABLE_NATIVE`` turns it off.
+and loaded with ctypes like the scan kernels (`scan/build.py`), and ``MINRNN_DISABLE_NATIVE`` turns it off.
 
 `fast_step(model, x_t, state)` has the contract of `model.step` and falls back to it (no error) where the
 kernel does not apply: no compiler, ``MINRNN_DISABLE_NATIVE`` / ``MINRNN_DISABLE_FAST_STEP`` set, training
@@ -18,14 +18,14 @@ can be mixed freely.
 from __future__ import annotations
 
 import ctypes
-import os
 import weakref
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from ..scan.native import compile_library, load_library
+from .. import settings
+from ..scan.build import compile_library, load_library
 from .block import RMSNorm, SequenceModel
 
 _SRC = Path(__file__).resolve().parent.parent / "csrc" / "step.c"
@@ -33,6 +33,10 @@ _FLAGS = ["-O3", "-march=native", "-fno-trapping-math", "-shared", "-fPIC"]
 _lib = None
 _error: str | None = None
 STEP_KIND_NATIVE = "native C step (minrnn/csrc/step.c)"
+# The C step works row by row (single-threaded, vectorised within a row): 3.4x PyTorch's per-step forward at one
+# sequence, even at 8, slower at 16 (scripts/experiments/rl_acting.py --batch 1|2|4|8|16, docs/rl.md); above
+# this batch `SequenceModel.step_route` picks the PyTorch step.
+FAST_MAX_BATCH = 4
 _plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> _Plan, or the reason it has none
 
 
@@ -112,7 +116,7 @@ def _norm_params(n):
 def _block_params(blk) -> list:
     """One block's parameters in the kernel's order (L_CONV_W ... L_FC2_B in csrc/step.c); None where absent."""
     conv = [blk.conv.conv.weight, blk.conv.conv.bias] if blk.conv is not None else [None, None]
-    rnn = [blk.rnn.cells[0].weight, blk.rnn.cells[0].bias, blk.rnn.projs[0].weight, blk.rnn.projs[0].bias]
+    rnn = [*blk.rnn.gate_params(0), blk.rnn.projs[0].weight, blk.rnn.projs[0].bias]
     if blk.mlp is None:
         mlp = [None] * 6
     else:
@@ -138,7 +142,7 @@ def _structure_reason(model) -> str | None:
         r = blk.rnn
         if r.num_layers != 1 or r.bidirectional or r.h0 is not None or r.proj_size != model.cfg.d_model:
             return "rnn layer layout (stacked, bidirectional, learned h0 or no projection)"
-        if r.cells[0].bias is None or r.projs[0].bias is None:
+        if r.gate_params(0)[1] is None or r.projs[0].bias is None:
             return "rnn Linear without bias"
         for n in (blk.norm1, getattr(blk, "norm2", None)):
             if isinstance(n, nn.LayerNorm) and (n.weight is None or n.bias is None):
@@ -164,7 +168,7 @@ def forget(model) -> None:
 
 def why_not(model) -> str | None:
     """Why `fast_step(model, ...)` would fall back to `model.step` now (None: the C kernel runs)."""
-    if os.environ.get("MINRNN_DISABLE_FAST_STEP"):
+    if settings.flag("MINRNN_DISABLE_FAST_STEP"):
         return "disabled by MINRNN_DISABLE_FAST_STEP"
     if not isinstance(model, SequenceModel):
         return f"not a minGRU/minLSTM SequenceModel ({type(model).__name__})"
@@ -220,7 +224,7 @@ def _desc(x) -> str:
 
 def fast_step(model, x_t: torch.Tensor, state=None):
     """`model.step(x_t, state)` through the C kernel where it applies (see `why_not`), else `model.step`."""
-    if os.environ.get("MINRNN_DISABLE_FAST_STEP") or not isinstance(model, SequenceModel) \
+    if settings.flag("MINRNN_DISABLE_FAST_STEP") or not isinstance(model, SequenceModel) \
             or model.training or torch.is_grad_enabled() or _load() is None:
         return model.step(x_t, state)
     plan = _plan(model)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .baselines import Transformer
-from .fast_step import STEP_KIND_NATIVE, Decoder, why_not
+from .fast_step import STEP_KIND_NATIVE, Decoder
 
 
 def _pick(logits: torch.Tensor, temperature: float, top_k: int, gen: torch.Generator | None) -> torch.Tensor:
@@ -55,7 +55,8 @@ def generate(model, prompt: torch.Tensor, n: int, temperature: float = 1.0, top_
     was_training = model.training
     model.eval()
     window = model.block_size if isinstance(model, Transformer) else None
-    why = why_not(model) if fast else "fast=False"
+    route = getattr(model, "step_route", None)  # the model decides how it decodes (SequenceModel)
+    why = route(prompt.shape[0], fast) if route else f"{type(model).__name__} has no C step"
     kind = STEP_KIND_NATIVE if why is None else f"PyTorch step ({why})"
     t0 = time.perf_counter()
     ctx = prompt if window is None else prompt[:, -window:]

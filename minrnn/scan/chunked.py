@@ -8,7 +8,8 @@ ulps of the fp64 reference whatever the gate values; the Python loop runs about 
 
 Backward (`LinearScanFn`): the adjoint of a linear recurrence is the same recurrence run backwards,
     g_t = dL/dh_t + a_{t+1} * g_{t+1},   dL/db_t = g_t,   dL/da_t = g_t * h_{t-1},   dL/dh0 = a_0 * g_0,
-so backward reuses the forward kernel on time-reversed tensors and stores only a and h.
+so backward reuses the forward kernel on time-reversed tensors and stores only a and h. Backward is built
+from this same differentiable op, so double backward (create_graph=True) is exact too.
 """
 from __future__ import annotations
 
@@ -68,7 +69,8 @@ class LinearScanFn(torch.autograd.Function):
             h0 = None
         # g_t = gh_t + a_{t+1} g_{t+1}: a forward scan over reversed time with gates shifted by one.
         a_next = torch.nn.functional.pad(a[:, 1:], (0, 0, 0, 1))
-        g = ctx.kernel(a_next.flip(1), gh.contiguous().flip(1), None).flip(1)
+        # through LinearScanFn itself, so that with create_graph=True this backward is differentiable too
+        g = LinearScanFn.apply(a_next.flip(1), gh.contiguous().flip(1), None, ctx.kernel).flip(1)
         da = db = dh0 = None
         if ctx.needs_input_grad[0]:
             h_prev = torch.cat([(h0 if h0 is not None else torch.zeros_like(h[:, 0])).unsqueeze(1), h[:, :-1]], 1)

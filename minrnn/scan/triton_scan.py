@@ -75,69 +75,132 @@ def _operands(cell: str, x: torch.Tensor, x_b: torch.Tensor | None):
     return parts[0], parts[1], parts[-1], H
 
 
-class _TritonScanFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, meta, x, x_b, h0, h_reset, mask, reset):
-        from . import triton_kernels as K
-        cell, normalize, cand_g, cfg = meta
-        x1, x2, x3, H = _operands(cell, x, x_b)
-        B, T = x.shape[:2]
-        cfg = dict(cfg)
-        warps, stages = cfg.pop("num_warps", 4), cfg.pop("stages", FWD_STAGES)
-        cfg.pop("bwd_stages", None)
-        bt, bh, chunk, n = plan(B, T, H, x.device, **cfg)
-        h = torch.empty(B, T, H, dtype=x.dtype, device=x.device)
-        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-        agg = torch.empty(B, n, 2, H, dtype=acc, device=x.device) if n > 1 else h
-        args = dict(_common(cell, normalize, cand_g, x, h0, h_reset, mask, reset, bt, bh), num_warps=warps,
-                    STAGES=stages)
-        ptrs = (h0 if h0 is not None else h, h_reset if h_reset is not None else h,
-                mask if mask is not None else h, reset if reset is not None else h, agg)
-        sizes = (T, H, chunk, n)
-        strides = (x.stride(0), x.stride(1), h.stride(0), h.stride(1),
-                   h0.stride(0) if h0 is not None else 0, h_reset.stride(0) if h_reset is not None else 0)
-        if n > 1:  # summaries of every chunk but the last, then the states
-            K.scan_fwd_kernel[(-(-H // bh), n - 1, B)](x1, x2, x3, h, *ptrs, *sizes, 0, *strides, PHASE=1, **args)
-        K.scan_fwd_kernel[(-(-H // bh), n, B)](x1, x2, x3, h, *ptrs, *sizes, 0, *strides,
-                                               PHASE=2 if n > 1 else 0, **args)
-        ctx.meta = meta
-        ctx.save_for_backward(x, x_b, h, h0, h_reset, mask, reset)
-        return h
+# The kernels as custom operators: torch.compile(fullgraph=True) traces through them (the fake implementations
+# give the shapes) and torch.library.opcheck tests them. Launch overrides are plain ints (0 = the plan's choice).
+_OPTS = "block_t: int, block_h: int, n_chunks: int, num_warps: int, stages: int, bwd_stages: int"
+DOUBLE_BACKWARD = ("double backward (create_graph=True) is not supported by the 'triton' backend; use "
+                   "scan_impl='reference' or 'chunked' for higher-order gradients")
 
-    @staticmethod
-    def backward(ctx, gh):
-        from . import triton_kernels as K
-        cell, normalize, cand_g, cfg = ctx.meta
-        x, x_b, h, h0, h_reset, mask, reset = ctx.saved_tensors
-        gh = gh.contiguous()
-        x1, x2, x3, H = _operands(cell, x, x_b)
-        B, T = x.shape[:2]
-        cfg = dict(cfg)
-        warps, stages = cfg.pop("num_warps", 4), cfg.pop("bwd_stages", BWD_STAGES)
-        cfg.pop("stages", None)
-        bt, bh, chunk, n = plan(B, T, H, x.device, **cfg)
-        dx = torch.empty_like(x)
-        dx_b = torch.empty_like(x_b) if x_b is not None else None
-        d1, d2, d3, _ = _operands(cell, dx, dx_b)
-        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-        dh0 = torch.empty(B, H, dtype=h0.dtype, device=h0.device) if h0 is not None else h
-        dhr = torch.empty(B, n, H, dtype=acc, device=x.device) if h_reset is not None else h
-        agg = torch.empty(B, n, 2, H, dtype=acc, device=x.device) if n > 1 else h
-        args = dict(_common(cell, normalize, cand_g, x, h0, h_reset, mask, reset, bt, bh), num_warps=warps,
-                    STAGES=stages)
-        ptrs = (h0 if h0 is not None else h, dh0, h_reset if h_reset is not None else h, dhr,
-                mask if mask is not None else h, reset if reset is not None else h, agg)
-        sizes = (T, H, chunk, n)
-        strides = (x.stride(0), x.stride(1), h.stride(0), h.stride(1),
-                   h0.stride(0) if h0 is not None else 0, h_reset.stride(0) if h_reset is not None else 0)
-        ops = (x1, x2, x3, h, gh, d1, d2, d3)
-        if n > 1:  # summaries of every chunk but the first (reverse time), then the gradients
-            K.scan_bwd_kernel[(-(-H // bh), n - 1, B)](*ops, *ptrs, *sizes, 1, *strides, PHASE=1, **args)
-        K.scan_bwd_kernel[(-(-H // bh), n, B)](*ops, *ptrs, *sizes, 0, *strides,
-                                               PHASE=2 if n > 1 else 0, **args)
-        g_h0 = dh0 if h0 is not None else None
-        g_hr = dhr.sum(1).to(h_reset.dtype) if h_reset is not None else None
-        return None, dx, dx_b, g_h0, g_hr, None, None
+
+def _cfg(block_t, block_h, n_chunks):
+    return dict(block_t=block_t or None, block_h=block_h or None, n_chunks=n_chunks or None)
+
+
+@torch.library.custom_op("minrnn::triton_scan", mutates_args=(), device_types=("cuda", "cpu"))
+def triton_scan_op(x: torch.Tensor, x_b: torch.Tensor | None, h0: torch.Tensor | None, h_reset: torch.Tensor | None,
+                   mask: torch.Tensor | None, reset: torch.Tensor | None, cell_id: int, normalize: bool,
+                   cand_g: bool, block_t: int, block_h: int, n_chunks: int, num_warps: int, stages: int,
+                   bwd_stages: int) -> torch.Tensor:
+    from . import triton_kernels as K
+    cell = _CELL_NAMES[cell_id]
+    x1, x2, x3, H = _operands(cell, x, x_b)
+    B, T = x.shape[:2]
+    h = torch.empty(B, T, H, dtype=x.dtype, device=x.device)
+    if h.numel() == 0:
+        return h
+    bt, bh, chunk, n = plan(B, T, H, x.device, **_cfg(block_t, block_h, n_chunks))
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    agg = torch.empty(B, n, 2, H, dtype=acc, device=x.device) if n > 1 else h
+    args = dict(_common(cell, normalize, cand_g, x, h0, h_reset, mask, reset, bt, bh), num_warps=num_warps,
+                STAGES=stages)
+    ptrs = (h0 if h0 is not None else h, h_reset if h_reset is not None else h,
+            mask if mask is not None else h, reset if reset is not None else h, agg)
+    sizes = (T, H, chunk, n)
+    strides = (x.stride(0), x.stride(1), h.stride(0), h.stride(1),
+               h0.stride(0) if h0 is not None else 0, h_reset.stride(0) if h_reset is not None else 0)
+    if n > 1:  # summaries of every chunk but the last, then the states
+        K.scan_fwd_kernel[(-(-H // bh), n - 1, B)](x1, x2, x3, h, *ptrs, *sizes, 0, *strides, PHASE=1, **args)
+    K.scan_fwd_kernel[(-(-H // bh), n, B)](x1, x2, x3, h, *ptrs, *sizes, 0, *strides,
+                                           PHASE=2 if n > 1 else 0, **args)
+    return h
+
+
+@triton_scan_op.register_fake
+def _(x, x_b, h0, h_reset, mask, reset, cell_id, normalize, cand_g, block_t, block_h, n_chunks, num_warps, stages,
+      bwd_stages):
+    H = x.shape[-1] // N_GATES.get(_CELL_NAMES[cell_id], 1)
+    return x.new_empty(x.shape[0], x.shape[1], H)
+
+
+@torch.library.custom_op("minrnn::triton_scan_bwd", mutates_args=(), device_types=("cuda", "cpu"))
+def triton_scan_bwd_op(x: torch.Tensor, x_b: torch.Tensor | None, h: torch.Tensor, h0: torch.Tensor | None,
+                       h_reset: torch.Tensor | None, mask: torch.Tensor | None, reset: torch.Tensor | None,
+                       gh: torch.Tensor, cell_id: int, normalize: bool, cand_g: bool, block_t: int, block_h: int,
+                       n_chunks: int, num_warps: int,
+                       bwd_stages: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    from . import triton_kernels as K
+    cell = _CELL_NAMES[cell_id]
+    gh = gh.contiguous()
+    x1, x2, x3, H = _operands(cell, x, x_b)
+    B, T = x.shape[:2]
+    if h.numel() == 0:  # nothing flows back from an empty output
+        return (torch.zeros_like(x), torch.zeros_like(x_b) if x_b is not None else x.new_empty(0),
+                torch.zeros_like(h0) if h0 is not None else x.new_empty(0),
+                torch.zeros_like(h_reset) if h_reset is not None else x.new_empty(0))
+    dx = torch.empty_like(x)
+    dx_b = torch.empty_like(x_b) if x_b is not None else x.new_empty(0)
+    g_h0 = torch.empty_like(h0) if h0 is not None else x.new_empty(0)
+    bt, bh, chunk, n = plan(B, T, H, x.device, **_cfg(block_t, block_h, n_chunks))
+    d1, d2, d3, _ = _operands(cell, dx, dx_b if x_b is not None else None)
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    dh0 = g_h0 if h0 is not None else h
+    dhr = torch.empty(B, n, H, dtype=acc, device=x.device) if h_reset is not None else h
+    agg = torch.empty(B, n, 2, H, dtype=acc, device=x.device) if n > 1 else h
+    args = dict(_common(cell, normalize, cand_g, x, h0, h_reset, mask, reset, bt, bh), num_warps=num_warps,
+                STAGES=bwd_stages)
+    ptrs = (h0 if h0 is not None else h, dh0, h_reset if h_reset is not None else h, dhr,
+            mask if mask is not None else h, reset if reset is not None else h, agg)
+    sizes = (T, H, chunk, n)
+    strides = (x.stride(0), x.stride(1), h.stride(0), h.stride(1),
+               h0.stride(0) if h0 is not None else 0, h_reset.stride(0) if h_reset is not None else 0)
+    ops = (x1, x2, x3, h, gh, d1, d2, d3)
+    if n > 1:  # summaries of every chunk but the first (reverse time), then the gradients
+        K.scan_bwd_kernel[(-(-H // bh), n - 1, B)](*ops, *ptrs, *sizes, 1, *strides, PHASE=1, **args)
+    K.scan_bwd_kernel[(-(-H // bh), n, B)](*ops, *ptrs, *sizes, 0, *strides, PHASE=2 if n > 1 else 0, **args)
+    g_hr = dhr.sum(1).to(h_reset.dtype) if h_reset is not None else x.new_empty(0)
+    return dx, dx_b, g_h0, g_hr
+
+
+@triton_scan_bwd_op.register_fake
+def _(x, x_b, h, h0, h_reset, mask, reset, gh, cell_id, normalize, cand_g, block_t, block_h, n_chunks, num_warps,
+      bwd_stages):
+    return (torch.empty_like(x), torch.empty_like(x_b) if x_b is not None else x.new_empty(0),
+            torch.empty_like(h0) if h0 is not None else x.new_empty(0),
+            torch.empty_like(h_reset) if h_reset is not None else x.new_empty(0))
+
+
+def _setup(ctx, inputs, output):
+    x, x_b, h0, h_reset, mask, reset, cell_id, normalize, cand_g, bt, bh, nc, warps, stages, bwd_stages = inputs
+    ctx.flags = (cell_id, normalize, cand_g, bt, bh, nc, warps, bwd_stages)
+    ctx.present = tuple(t is not None for t in (x_b, h0, h_reset, mask, reset))
+    ctx.save_for_backward(x, output, *(t if t is not None else x.new_empty(0) for t in (x_b, h0, h_reset, mask, reset)))
+
+
+def _backward(ctx, gh):
+    x, h, *rest = ctx.saved_tensors
+    x_b, h0, h_reset, mask, reset = (t if p else None for t, p in zip(rest, ctx.present))
+    dx, dx_b, g_h0, g_hr = triton_scan_bwd_op(x, x_b, h, h0, h_reset, mask, reset, gh, *ctx.flags)
+    return (dx, dx_b if x_b is not None else None, g_h0 if h0 is not None else None,
+            g_hr if h_reset is not None else None) + (None,) * 11
+
+
+def _no_double_backward(ctx, *grads):
+    raise RuntimeError(DOUBLE_BACKWARD)
+
+
+torch.library.register_autograd("minrnn::triton_scan", _backward, setup_context=_setup)
+torch.library.register_autograd("minrnn::triton_scan_bwd", _no_double_backward)
+_CELL_NAMES = {v: k for k, v in CELL_IDS.items()}
+
+
+def _apply(cell, normalize, cand_g, cfg, x, x_b, h0, h_reset, mask, reset):
+    cfg = dict(cfg)
+    opts = (cfg.pop("block_t", 0) or 0, cfg.pop("block_h", 0) or 0, cfg.pop("n_chunks", 0) or 0,
+            cfg.pop("num_warps", 4), cfg.pop("stages", FWD_STAGES), cfg.pop("bwd_stages", BWD_STAGES))
+    if cfg:
+        raise TypeError(f"launch options: expected block_t, block_h, n_chunks, num_warps, stages, bwd_stages, got "
+                        f"{sorted(cfg)}")
+    return triton_scan_op(x, x_b, h0, h_reset, mask, reset, CELL_IDS[cell], bool(normalize), bool(cand_g), *opts)
 
 
 def _common(cell, normalize, cand_g, x, h0, h_reset, mask, reset, bt, bh) -> dict:
@@ -189,8 +252,7 @@ def cell_scan_triton(cell: str, k: torch.Tensor, h0: torch.Tensor | None, *, can
     _check(k, h0, h_reset, mask, reset, H)
     h_reset = _vec(h_reset) if reset is not None else None
     k = k.contiguous()  # the gradient dk is allocated with k's strides: keep them dense
-    meta = (cell, normalize, candidate == "g", cfg)
-    return _TritonScanFn.apply(meta, k, None, _vec(h0), h_reset, _flag(mask), _flag(reset))
+    return _apply(cell, normalize, candidate == "g", cfg, k, None, _vec(h0), h_reset, _flag(mask), _flag(reset))
 
 
 def scan_triton(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None, **cfg) -> torch.Tensor:
@@ -200,4 +262,4 @@ def scan_triton(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None
                          f"{a.dtype} {a.device} and {tuple(b.shape)} {b.dtype} {b.device}")
     _check(a, h0, None, None, None, a.shape[-1])
     a, b = a.contiguous(), b.contiguous()
-    return _TritonScanFn.apply(("linear", False, False, cfg), a, b, _vec(h0), None, None, None)
+    return _apply("linear", False, False, cfg, a, b, _vec(h0), None, None, None)

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from ...models.baselines import make_model
-from ...models.fast_step import fast_step, why_not
+from ...models.fast_step import FAST_MAX_BATCH, fast_step  # noqa: F401  (FAST_MAX_BATCH: re-exported)
 
 
 class DecisionModel(nn.Module):
@@ -63,9 +63,6 @@ class DecisionModel(nn.Module):
         return self.backbone.init_state(batch_size)
 
 
-# The C step works row by row (single-threaded, vectorised within a row): 3.4x PyTorch's per-step forward at one
-# environment, even at 8, slower at 16 (scripts/experiments/rl_acting.py --batch 1|2|4|8|16, docs/rl.md).
-FAST_MAX_BATCH = 4
 
 
 class Actor:
@@ -95,10 +92,9 @@ class Actor:
         if mode == "window":
             self.step_kind = "PyTorch forward over the window"
         else:
-            with torch.no_grad():  # why_not depends on grad mode; act() runs without grad
-                why = why_not(model.backbone) if fast else "fast=False"
-            if why is None and batch_size > FAST_MAX_BATCH:
-                why = f"batch {batch_size} > {FAST_MAX_BATCH}, where PyTorch's batched matmuls are faster"
+            with torch.no_grad():  # the route depends on grad mode; act() runs without grad
+                route = getattr(model.backbone, "step_route", None)
+                why = route(batch_size, fast) if route else f"{type(model.backbone).__name__} has no C step"
             self.fast = why is None
             self.step_kind = "native C step" if self.fast else f"PyTorch forward ({why})"
 

@@ -9,7 +9,9 @@ predicted actions over the real (unpadded) positions. Evaluation: the same loss 
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -95,6 +97,17 @@ class RLTask(Task):
         # what one shared CPU thread affords in minutes: a narrower model, smaller batches, 1.5k steps
         return dict(common, d_model=64, batch_size=32, lr=6e-4, min_lr=6e-5, warmup_steps=100, steps=1_500,
                     eval_every=500, eval_episodes=3)
+
+    def data_fingerprint(self) -> dict | None:
+        """sha256 of the dataset file (a Minari id or folder: None, it is not one file)."""
+        p = Path(self.source)
+        if not p.is_file():
+            return None
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return {"path": str(p), "sha256": h.hexdigest()}
 
     def build_model(self) -> DecisionModel:
         c = self.cfg
