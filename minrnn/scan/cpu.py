@@ -369,12 +369,15 @@ def _linear_setup(ctx, inputs, output):
     ctx.flags = (cell_id, normalize, cand_g, matmul)
     ctx.present = tuple(t is not None for t in (bias, h0, hr, mask, reset))
     ctx.mark_non_differentiable(k)
+    ctx.set_materialize_grads(False)  # k gets no gradient: no (B, T, G) zero tensor is made for it
     ctx.save_for_backward(x, weight, k, h, *(t if t is not None else x.new_empty(0)
                                             for t in (bias, h0, hr, mask, reset)))
 
 
 def _linear_backward(ctx, gh, _gk):
     x, weight, k, h, *rest = ctx.saved_tensors
+    if gh is None:  # h unused by the loss: nothing flows back
+        return (None,) * 11
     bias, h0, hr, mask, reset = _opt(ctx, rest)
     n = ctx.needs_input_grad
     dx, dw, db, dh0, dhr = cpu_linear_cell_bwd(x, weight, k, bias, h, h0, hr, mask, reset, gh, *ctx.flags,
