@@ -107,8 +107,9 @@ def train(task: str | None = None, preset: str | None = None, overrides: dict | 
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     tk = task_cls(task_cfg)
+    data = tk.data_fingerprint()  # (RL: hashes the dataset file, a second or less)
     if saved is not None:
-        _check_data(saved, tk.data_fingerprint(), run_dir)
+        _check_data(saved, data, run_dir)
     raw = tk.build_model().to(device)
     n_params = sum(p.numel() for p in {id(p): p for p in raw.parameters()}.values())
     opt = make_optimizer(raw, cfg, device)
@@ -125,29 +126,28 @@ def train(task: str | None = None, preset: str | None = None, overrides: dict | 
             ck.set_rng_state(rngs[rank])
         elif rank == 0:
             print(f"note: resumed with {world} processes, checkpoint has {len(rngs)}: dropout RNG reseeded")
-    lock = None
-    if rank == 0:
-        if run_dir is None:
-            run_dir = make_run_dir(cfg.out_dir, task_cls.name, task_cfg.model, cfg.seed, cfg.run_name)
-        lock = RunLock(run_dir)  # before any write; a second process on this run stops here
-        clean_tmp(run_dir)
-        if ckpt is not None:
-            repair_best(run_dir, ckpt)
-        ck.atomic_write_json(Path(run_dir) / "config.json", {
-            "task": task_cls.name, "preset": preset, "task_config": asdict(task_cfg), "train_config": asdict(cfg),
-            "world_size": world, "params": n_params, "model_class": type(raw).__name__,
-            "data": tk.data_fingerprint(),
-            "versions": {"torch": torch.__version__, "python": platform.python_version()}})
-        print(f"run {run_dir}: {task_cls.name} / {task_cfg.model}, {n_params:,} parameters, seed {cfg.seed}, "
-              f"{world} process(es) on {device}" + (f", resuming at step {st['step']}" if ckpt else ""))
-    model = torch.compile(raw) if cfg.compile else raw
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                                          else None)
-    log = None
+    lock = log = None
     try:
-        if rank == 0:  # a restarted run (resume without a checkpoint) keeps no line of the killed one
+        if rank == 0:
+            if run_dir is None:
+                run_dir = make_run_dir(cfg.out_dir, task_cls.name, task_cfg.model, cfg.seed, cfg.run_name)
+            lock = RunLock(run_dir)  # before any write; a second process on this run stops here
+            clean_tmp(run_dir)
+            if ckpt is not None:
+                repair_best(run_dir, ckpt)
+            ck.atomic_write_json(Path(run_dir) / "config.json", {
+                "task": task_cls.name, "preset": preset, "task_config": asdict(task_cfg),
+                "train_config": asdict(cfg), "world_size": world, "params": n_params,
+                "model_class": type(raw).__name__, "data": data,
+                "versions": {"torch": torch.__version__, "python": platform.python_version()}})
+            print(f"run {run_dir}: {task_cls.name} / {task_cfg.model}, {n_params:,} parameters, seed {cfg.seed}, "
+                  f"{world} process(es) on {device}" + (f", resuming at step {st['step']}" if ckpt else ""))
+            # a restarted run (resume without a checkpoint) keeps no line of the killed one
             log = ck.MetricsLog(Path(run_dir), cfg.tensorboard, st["step"] if resume is not None else None)
+        model = torch.compile(raw) if cfg.compile else raw
+        if world > 1:
+            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index]
+                                                              if device.type == "cuda" else None)
         summary = _loop(tk, model, raw, opt, scaler, cfg, st, rank, world, device, run_dir, log, stop_at)
         if summary is not None and rank == 0:
             summary.update(run_dir=str(run_dir), params=n_params)

@@ -371,3 +371,28 @@ def test_old_checkpoints_with_cells_keys_load():
     fresh = MinLSTM(4, 6, num_layers=2, bidirectional=True)
     fresh.load_state_dict(old)
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), m.state_dict().values()))
+
+
+@needs_cpu
+def test_the_kernels_built_without_openmp_are_correct(tmp_path, monkeypatch):
+    """As on a compiler without OpenMP (Apple clang): the real kernels build without it, run on one thread and
+    give the reference's values and gradients, even when two threads are asked for."""
+    monkeypatch.setenv("MINRNN_CACHE", str(tmp_path))
+    monkeypatch.setattr(build, "OPENMP", ["-fopenmp", "-fno-such-option-minrnn"])
+    monkeypatch.setattr(cpu, "_state", {})  # forget the loaded library; restored after the test
+    assert cpu.available() and not cpu.openmp()
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        outs = []
+        for backend in ("cpu", "reference"):
+            torch.manual_seed(8)
+            m = MinLSTM(8, 130, scan_impl=backend)
+            x = torch.randn(3, 200, 8, generator=torch.Generator().manual_seed(7), requires_grad=True)
+            y, h_n = m(x, lengths=torch.tensor([200, 150, 9]))
+            outs.append([y, h_n, *torch.autograd.grad(y.square().sum(), [x, *m.parameters()])])
+    finally:
+        torch.set_num_threads(old)
+    for a, b in zip(*outs):
+        assert_close(a, b, 2e-5, 2e-5, "no-OpenMP build vs reference")
+

@@ -244,6 +244,11 @@ def test_opcheck_triton_ops(cell):
     args = (x, x_b, h0, None, mask, None, triton_scan.CELL_IDS[cell], cell == "minlstm", True, 0, 0, 0, 4, 2, 1)
     result = torch.library.opcheck(triton_scan.triton_scan_op, args)
     assert set(result.values()) == {"SUCCESS"}, result
+    d = [t.detach() if isinstance(t, torch.Tensor) else t for t in args]
+    h = triton_scan.triton_scan_op(*d)
+    bwd = (d[0], d[1], h, d[2], d[3], d[4], d[5], torch.randn_like(h), *d[6:12], d[12], d[14])
+    result = torch.library.opcheck(triton_scan.triton_scan_bwd_op, bwd)
+    assert set(result.values()) == {"SUCCESS"}, result
 
 
 def test_torch_compile_fullgraph_with_triton_layer():
