@@ -112,13 +112,16 @@ def train(task: str | None = None, preset: str | None = None, overrides: dict | 
         _check_data(saved, data, run_dir)
     raw = tk.build_model().to(device)
     n_params = sum(p.numel() for p in {id(p): p for p in raw.parameters()}.values())
-    opt = make_optimizer(raw, cfg, device)
+    # a model without parameters (a forecasting baseline such as `repeat`) has nothing to train: it is
+    # evaluated and checkpointed once, so `minrnn eval` and the tables treat it like any other run
+    opt = make_optimizer(raw, cfg, device) if n_params else None
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16")
     st = {"step": 0, "best": None, "best_step": 0, "bad_evals": 0, "train_time": 0.0, "eval_time": 0.0}
     torch.manual_seed(cfg.seed * 7919 + 1 + rank)  # dropout stream, distinct per rank
     if ckpt is not None:
         ck.load_model_state(raw, ckpt["model"], str(Path(run_dir) / "ckpt_last.pt"))
-        opt.load_state_dict(ckpt["optimizer"])
+        if opt is not None:
+            opt.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
         st.update(ckpt["state"])
         rngs = ckpt["rng"]
@@ -148,7 +151,10 @@ def train(task: str | None = None, preset: str | None = None, overrides: dict | 
         if world > 1:
             model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index]
                                                               if device.type == "cuda" else None)
-        summary = _loop(tk, model, raw, opt, scaler, cfg, st, rank, world, device, run_dir, log, stop_at)
+        if opt is None:
+            summary = _evaluate_only(tk, raw, cfg, st, rank, world, device, run_dir, log)
+        else:
+            summary = _loop(tk, model, raw, opt, scaler, cfg, st, rank, world, device, run_dir, log, stop_at)
         if summary is not None and rank == 0:
             summary.update(run_dir=str(run_dir), params=n_params)
             ck.atomic_write_json(Path(run_dir) / "summary.json", summary)
@@ -250,6 +256,16 @@ def _loop(tk, model, raw, opt, scaler, cfg, st, rank, world, device, run_dir, lo
             "last_eval": last_eval}
 
 
+def _evaluate_only(tk, raw, cfg, st, rank, world, device, run_dir, log):
+    """The run of a parameter-free model: one evaluation at step 0 and its checkpoint (no training steps)."""
+    from tqdm.auto import tqdm
+    bar = tqdm(total=0, disable=True)
+    last_eval = _evaluate(tk, raw, cfg, device, st, log, bar)
+    _save(tk, raw, None, torch.amp.GradScaler("cuda", enabled=False), cfg, st, rank, world, run_dir)
+    return {"steps": 0, "train_time": 0.0, "eval_time": st["eval_time"],
+            f"best_{tk.eval_split}_{tk.eval_metric}": st["best"], "best_step": 0, "last_eval": last_eval}
+
+
 class NonFiniteLoss(RuntimeError):
     """Training produced a NaN/inf loss or gradient; the update was not applied."""
 
@@ -306,7 +322,8 @@ def _save(tk, raw, opt, scaler, cfg, st, rank, world, run_dir) -> None:
     # step), so a kill between the two writes is repaired on resume (rundir.repair_best)
     st["saved_step"] = st["step"]
     state = dict(st)
-    ckpt = {"task": tk.name, "model": raw.state_dict(), "optimizer": opt.state_dict(),
+    ckpt = {"task": tk.name, "model": raw.state_dict(),
+            "optimizer": opt.state_dict() if opt is not None else {},
             "scheduler": {"step": st["step"], "train_time": st["train_time"]}, "scaler": scaler.state_dict(),
             "state": state, "rng": rngs, "data": {"seed": cfg.seed, "next_step": st["step"]}}
     ck.save_checkpoint(Path(run_dir) / "ckpt_last.pt", ckpt)

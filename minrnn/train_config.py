@@ -67,7 +67,8 @@ def resolve_config(task: str, preset: str | None = None, overrides: dict | None 
     overrides = dict(overrides or {})
     if preset and "model" in overrides:
         task_cls.Config(model=overrides["model"])  # an unknown model is a clear error before the preset's lookup
-    values = dict(task_cls.preset(preset, overrides.get("model", task_cls.Config().model))) if preset else {}
+    model = overrides.get("model", task_cls.Config().model)
+    values = dict(task_cls.preset_for(preset, model, overrides)) if preset else {}
     values.update(overrides)
     tnames = {f.name for f in dataclasses.fields(TrainConfig)}
     knames = {f.name for f in dataclasses.fields(task_cls.Config)}

@@ -8,6 +8,7 @@ the MLP, the scan) are flags of every task, with one help line and one default e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ..gates import CANDIDATES
 from ..scan import IMPLS
@@ -49,13 +50,16 @@ class BlockConfig:
 
 @dataclass
 class ArchConfig(BlockConfig):
-    """Any sequence model of `models.baselines.make_model`: the block fields plus the baselines' own."""
+    """Any sequence model of `models.baselines.make_model`: the block fields plus the baselines' own. A task
+    whose models differ (e.g. forecasting) redeclares `model` and `MODELS`, the choices `model` is checked
+    against."""
+    MODELS: ClassVar[tuple] = ARCHS
     model: str = "mingru"          # architecture: mingru | minlstm | transformer | gru | lstm
     n_heads: int = 4               # Transformer attention heads
     rnn_hidden: int = 0            # nn.GRU/nn.LSTM hidden size (0: d_model)
 
     def __post_init__(self):
         super().__post_init__()
-        _choice("model", self.model, ARCHS)
+        _choice("model", self.model, self.MODELS)
         _int("n_heads", self.n_heads, 1)
         _int("rnn_hidden", self.rnn_hidden, 0)

@@ -12,6 +12,7 @@ TASKS: dict[str, str] = {
     "rl": "minrnn.tasks.rl.task",
     "selective-copy": "minrnn.tasks.selective_copy",
     "chomsky": "minrnn.tasks.chomsky",
+    "forecast": "minrnn.tasks.forecast.task",
 }
 
 

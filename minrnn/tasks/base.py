@@ -102,6 +102,12 @@ class Task:
             raise ValueError(f"preset: expected one of {cls.presets()}, got {preset!r}")
         return {}
 
+    @classmethod
+    def preset_for(cls, preset: str, model: str, given: dict) -> dict:
+        """The preset's overrides when they depend on other fields the user gave (`given`, by name: e.g. a
+        dataset whose size sets the number of steps); default: `preset(preset, model)`."""
+        return cls.preset(preset, model)
+
     def build_model(self) -> nn.Module:
         raise NotImplementedError
 
