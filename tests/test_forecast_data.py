@@ -167,3 +167,18 @@ def test_date_formats_of_the_benchmark_files():
     from datetime import datetime, timedelta
     ds = [datetime(2020, 1, 1) + timedelta(days=7 * i) for i in range(10)]
     assert D.future_dates(ds, 2) == [datetime(2020, 3, 11), datetime(2020, 3, 18)]
+
+
+def test_presets_follow_the_dataset_size():
+    """The presets count passes over the train windows: ETTh1 at H = 96 has 8449, 265 batches of 32."""
+    from minrnn.train_config import resolve_config
+    _, tc, trc = resolve_config("forecast", "cpu", {"model": "mingru", "dataset": "ETTh1"})
+    assert (trc.steps, trc.eval_every, trc.time_budget, tc.d_model, tc.highway) == (1590, 66, 75.0, 32, True)
+    _, tc, trc = resolve_config("forecast", "paper", {"model": "mingru", "dataset": "ETTh1"})
+    assert (trc.steps, trc.eval_every, trc.patience, tc.eval_windows) == (2650, 265, 3, 0)
+    _, tc, trc = resolve_config("forecast", "cpu", {"model": "dlinear", "dataset": "ETTh1", "horizon": 720})
+    assert (trc.steps, trc.lr, trc.weight_decay) == (10 * 245, 1e-4, 0.0)
+    # the other tasks keep their own model choices
+    from minrnn.tasks.shakespeare import ShakespeareConfig
+    with pytest.raises(ValueError, match="model: expected one of"):
+        ShakespeareConfig(model="dlinear")

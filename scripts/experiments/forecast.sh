@@ -7,7 +7,7 @@
 #   scripts/experiments/forecast.sh seeds     # seeds 1 2 of every model on ETTh1 and ETTm1
 #   scripts/experiments/forecast.sh all       # check, grid, baselines, ablation, seeds (in this order)
 #   scripts/experiments/forecast.sh table     # tables (markdown + JSON) and plots from every finished run
-# Each run: `minrnn train forecast --preset cpu` (one thread; at most 75 s of training, DLinear 300 s), then
+# Each run: `minrnn train forecast --preset cpu` (one thread; at most 75 s of training, DLinear 120 s), then
 # `minrnn eval RUN --split test` into RUN/eval_test.json. Finished runs are skipped and a killed run is
 # continued from its last checkpoint (--resume), so the script resumes where it stopped.
 # JOBS=2 runs two runs at a time, each pinned to its own core (taskset).
@@ -37,7 +37,8 @@ run() {  # run CORE NAME ARGS...: train (or resume) and evaluate on the test spl
     $pin $PY -m minrnn.cli eval "$RUNS/$name" --split test --threads 1 > "$RUNS/$name/.eval_test.json.tmp"
     mv "$RUNS/$name/.eval_test.json.tmp" "$RUNS/$name/eval_test.json"
   fi
-  echo "$name: $(cat "$RUNS/$name/eval_test.json" | $PY -c 'import json,sys; d=json.load(sys.stdin); print(f"test mse {d[\"mse\"]:.4f} mae {d[\"mae\"]:.4f}")')"
+  $PY -c 'import json, sys; d = json.load(open(sys.argv[1])); print(sys.argv[2], "test mse %.4f mae %.4f" % (d["mse"], d["mae"]))' \
+    "$RUNS/$name/eval_test.json" "$name"
 }
 
 queue() {  # queue NAME ARGS...: one line per run, executed by drain
@@ -56,8 +57,9 @@ worker() {  # worker CORE: run queued lines until none is left, pinned to CORE
   done
 }
 
-drain() {  # JOBS workers, worker k on core k; runs start in queue order
+drain() {  # JOBS workers, worker k on core k; runs start in queue order (each run once)
   touch "$RUNS/.queue"
+  awk '!seen[$0]++' "$RUNS/.queue" > "$RUNS/.queue.u" && mv "$RUNS/.queue.u" "$RUNS/.queue"
   for ((j = 0; j < JOBS; j++)); do worker "$j" & done
   wait
   rm -f "$RUNS/.queue" "$RUNS/.queue.lock"
@@ -114,8 +116,7 @@ case "$WHAT" in
   baselines) baselines; drain ;;
   ablation) ablation; drain ;;
   seeds) seeds; drain ;;
-  all) queue "fc-ETTh1-96-dlinear-s0" --dataset ETTh1 --horizon 96 --model dlinear --seed 0; grid; baselines
-       ablation; seeds; drain ;;
+  all) grid; baselines; ablation; seeds; drain ;;  # the grid starts with the check's run
   table) $PY scripts/experiments/forecast_table.py "$RUNS" ;;
   *) echo "usage: $0 check|grid|baselines|ablation|seeds|all|table" >&2; exit 2 ;;
 esac

@@ -38,7 +38,7 @@ class ForecastConfig(TaskConfig):
     revin: bool = True             # per-window instance normalisation (RNN forecasters and iTransformer)
     channel_independent: bool = True  # RNN forecasters: every channel its own sequence, weights shared
     decoder: str = "direct"        # RNN forecasters: direct (linear head to all H steps) | autoregressive
-    highway: bool = False          # RNN forecasters: add a linear window -> horizon map (LSTNet's highway)
+    highway: bool = True           # RNN forecasters: add a linear window -> horizon map (LSTNet's highway)
     moving_avg: int = 25           # DLinear: moving-average width of the trend
     d_ff: int = 0                  # iTransformer feed-forward width (0: 4 * d_model)
     eval_windows: int = 0          # validation windows per evaluation while training (0: all; evenly spaced)
@@ -139,7 +139,7 @@ class ForecastTask(Task):
                   "weight_decay": sizes.pop("weight_decay", 1e-4), "grad_clip": 1.0}
         if model == "dlinear":  # TSLib's recipe, which reproduces the published figure (docs/forecasting.md)
             return {**common, **sizes, "steps": 10 * epoch, "warmup_steps": 0, "eval_every": epoch, "patience": 3,
-                    "eval_windows": 0, **({"time_budget": 300.0, "threads": 1} if preset == "cpu" else {})}
+                    "eval_windows": 0, **({"time_budget": 120.0, "threads": 1} if preset == "cpu" else {})}
         if preset == "cpu":
             # 6 passes (at least 600 steps, at most 4000), evaluated 4 times a pass (every 25..250 steps) on
             # 1000 validation windows, stopped after 8 evaluations without a better one or after 75 s of
