@@ -4,7 +4,7 @@
 #   scripts/experiments/forecast.sh grid      # every dataset x horizon: mingru, minlstm, dlinear, repeat (seed 0)
 #   scripts/experiments/forecast.sh baselines # itransformer and gru on ETTh1 and ETTm1, every horizon (seed 0)
 #   scripts/experiments/forecast.sh ablation  # the minGRU forecaster's design switches on ETTh1/ETTm1 at H 96/720
-#   scripts/experiments/forecast.sh seeds     # seeds 1 2 of every model on ETTh1 and ETTm1
+#   scripts/experiments/forecast.sh seeds     # seeds 1 2 on ETTh1 and ETTm1 (H 96 and 720; SEED_HORIZONS=...)
 #   scripts/experiments/forecast.sh all       # check, grid, baselines, ablation, seeds (in this order)
 #   scripts/experiments/forecast.sh table     # tables (markdown + JSON) and plots from every finished run
 # Each run: `minrnn train forecast --preset cpu` (one thread; at most 75 s of training, DLinear 120 s), then
@@ -97,11 +97,11 @@ ablation() {  # each switch of the minGRU forecaster's design off (or changed), 
   done
 }
 
-seeds() {
+seeds() {  # SEED_HORIZONS / SEED_MODELS: the cells given 3 seeds (all of them: "96 192 336 720", add gru)
   for seed in 1 2; do
     for ds in ETTh1 ETTm1; do
-      for h in 96 192 336 720; do
-        for model in dlinear mingru minlstm itransformer gru; do
+      for h in ${SEED_HORIZONS:-96 720}; do
+        for model in ${SEED_MODELS:-dlinear mingru minlstm itransformer}; do
           queue "fc-$ds-$h-$model-s$seed" --dataset "$ds" --horizon "$h" --model "$model" --seed "$seed"
         done
       done

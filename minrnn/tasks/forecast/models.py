@@ -6,8 +6,10 @@
   shared; PatchTST, Nie et al. ICLR 2023), patching (the sequence is one token per patch of `patch_len` rows,
   every `patch_stride` rows, the end padded by repeating the last row `patch_stride` times, as PatchTST does)
   and a direct multi-horizon head (one linear map from the last hidden state to all H steps, no feedback of
-  forecasts). Each of the four is a switch, for the ablation; `decoder="autoregressive"` trains next-patch
-  prediction with teacher forcing and rolls the forecast out one patch at a time from the carried state.
+  forecasts), plus LSTNet's "highway" (Lai et al., SIGIR 2018): a linear map of the normalised window to
+  the horizon added to the network's forecast. Each of the five is a switch, for the ablation;
+  `decoder="autoregressive"` trains next-patch prediction with teacher forcing and rolls the forecast out one
+  patch at a time from the carried state.
 - `DLinear` (Zeng et al., AAAI 2023): moving-average trend + remainder, one linear map L -> H each, shared by
   the channels, weights initialised to 1/L (as the authors' code does).
 - `ITransformer` (Liu et al., ICLR 2024): each variate's whole window is one token (Linear(L, d)), a

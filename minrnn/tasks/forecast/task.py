@@ -80,11 +80,13 @@ _CPU = {
 # paper preset: TSLib's training (batch 32, 10 epochs, early stopping after 3 epochs without a better
 # validation loss) at the published model sizes, for a GPU
 _PAPER = {
-    "mingru": dict(d_model=128, n_layers=3, expansion=2.0, mlp_ratio=2.0, conv_kernel=0, dropout=0.1, lr=1e-3),
-    "minlstm": dict(d_model=128, n_layers=3, expansion=2.0, mlp_ratio=2.0, conv_kernel=0, dropout=0.1, lr=1e-3),
-    "gru": dict(d_model=128, n_layers=2, rnn_hidden=192, dropout=0.1, lr=1e-3),
-    "lstm": dict(d_model=128, n_layers=2, rnn_hidden=168, dropout=0.1, lr=1e-3),
-    "dlinear": dict(lr=5e-3, weight_decay=0.0),
+    "mingru": dict(d_model=128, n_layers=3, expansion=2.0, mlp_ratio=2.0, conv_kernel=0, dropout=0.1, highway=True,
+                   lr=1e-3),
+    "minlstm": dict(d_model=128, n_layers=3, expansion=2.0, mlp_ratio=2.0, conv_kernel=0, dropout=0.1, highway=True,
+                    lr=1e-3),
+    "gru": dict(d_model=128, n_layers=2, rnn_hidden=192, dropout=0.1, highway=True, lr=1e-3),
+    "lstm": dict(d_model=128, n_layers=2, rnn_hidden=168, dropout=0.1, highway=True, lr=1e-3),
+    "dlinear": dict(lr=1e-4, weight_decay=0.0),
     "itransformer": dict(d_model=256, n_layers=2, n_heads=8, d_ff=256, dropout=0.1, lr=1e-4),
     "repeat": dict(),
 }
