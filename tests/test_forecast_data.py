@@ -178,6 +178,8 @@ def test_presets_follow_the_dataset_size():
     assert (trc.steps, trc.eval_every, trc.patience, tc.eval_windows) == (2650, 265, 3, 0)
     _, tc, trc = resolve_config("forecast", "cpu", {"model": "dlinear", "dataset": "ETTh1", "horizon": 720})
     assert (trc.steps, trc.lr, trc.weight_decay) == (10 * 245, 1e-4, 0.0)
+    _, tc, trc = resolve_config("forecast", "cpu", {"model": "dlinear", "dataset": "national_illness", "horizon": 24})
+    assert (trc.steps, trc.lr, tc.L) == (10 * 20, 1e-2, 36)  # 617 windows: 20 steps a pass
     # the other tasks keep their own model choices
     from minrnn.tasks.shakespeare import ShakespeareConfig
     with pytest.raises(ValueError, match="model: expected one of"):

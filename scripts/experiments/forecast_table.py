@@ -95,7 +95,7 @@ def fmt(rs, key="test_mse", digits=3):
     m, s, n = stat(rs, key)
     if m is None:
         return "not run"
-    return f"{m:.{digits}f}" + (f" ± {s:.{digits}f}" if s is not None else "")
+    return f"{m:.{digits}f}" + (f" ± {s:.{digits}f}" if s is not None else "") + (f" ({n})" if n > 1 and key == "test_mse" else "")
 
 
 def main_table(recs) -> str:
@@ -328,7 +328,7 @@ def main(argv=None) -> int:
     plot_horizons(recs, docs / "img" / "forecast_horizons.png")
     text = "\n\n".join([
         "<!-- written by scripts/experiments/forecast_table.py; do not edit by hand -->",
-        "### All cells (test MSE / MAE; mean ± std where several seeds ran; bold: lowest MSE of the row)",
+        "### All cells (test MSE / MAE; mean ± std (number of seeds) where several seeds ran; bold: lowest MSE of the row)",
         main_table(recs), "### ETTh1 and ETTm1 beside the published anchors", anchor_table(recs),
         "### Targets", targets(recs),
         "### Harness check without training: repeat (ours) beside the DLinear paper's Repeat (H1..H4 = 96..720; "
