@@ -158,6 +158,12 @@ def train(task: str | None = None, preset: str | None = None, overrides: dict | 
         if summary is not None and rank == 0:
             summary.update(run_dir=str(run_dir), params=n_params)
             ck.atomic_write_json(Path(run_dir) / "summary.json", summary)
+        if world > 1:
+            # Tear down together: every rank waits here until all are done, then frees DDP's reducer (which
+            # holds the process group) while its peers still exist. Freed later, after destroy_process_group
+            # and a peer's exit, gloo's destructor can wait forever for its threads (seen on torch 2.13 CPU).
+            dist.barrier()
+            del model
     finally:
         if log is not None:
             log.close()
