@@ -14,8 +14,9 @@ from ..gates import CANDIDATES
 from ..scan import IMPLS
 from ..validate import check_choice as _choice, check_float as _float, check_int as _int
 
-ARCHS = ("mingru", "minlstm", "transformer", "gru", "lstm")
+ARCHS = ("mingru", "minlstm", "transformer", "gru", "lstm", "mamba")
 NORMS = ("rmsnorm", "layernorm")
+MAMBA_SCANS = ("auto", "pscan", "sequential", "mamba-ssm")  # models/mamba.py
 
 
 @dataclass
@@ -54,12 +55,19 @@ class ArchConfig(BlockConfig):
     whose models differ (e.g. forecasting) redeclares `model` and `MODELS`, the choices `model` is checked
     against."""
     MODELS: ClassVar[tuple] = ARCHS
-    model: str = "mingru"          # architecture: mingru | minlstm | transformer | gru | lstm
+    model: str = "mingru"          # architecture: mingru | minlstm | transformer | gru | lstm | mamba
     n_heads: int = 4               # Transformer attention heads
     rnn_hidden: int = 0            # nn.GRU/nn.LSTM hidden size (0: d_model)
+    d_state: int = 16              # Mamba: SSM state size N per channel (its d_conv is conv_kernel, 0 -> 1)
+    mamba_scan: str = "auto"       # Mamba scan: auto (mamba-ssm's kernel on CUDA if installed, else pscan) | pscan | sequential | mamba-ssm
 
     def __post_init__(self):
         super().__post_init__()
         _choice("model", self.model, self.MODELS)
         _int("n_heads", self.n_heads, 1)
         _int("rnn_hidden", self.rnn_hidden, 0)
+        _int("d_state", self.d_state, 1)
+        _choice("mamba_scan", self.mamba_scan, MAMBA_SCANS)
+        if self.model == "mamba":  # say so now, not when the model is built
+            from ..extras import require
+            require("mambapy.mamba", "mamba", "the Mamba model (--model mamba)")

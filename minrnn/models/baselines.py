@@ -178,7 +178,7 @@ class RNNLM(nn.Module):
 
 def make_model(arch: str, *, vocab_size: int = 0, input_dim: int = 0, output_dim: int = 0, block_size: int = 1024,
                positions: bool = True, **fields) -> nn.Module:
-    """Build `arch` (mingru | minlstm | transformer | gru | lstm) for tokens (vocab_size) or vectors
+    """Build `arch` (mingru | minlstm | transformer | gru | lstm | mamba) for tokens (vocab_size) or vectors
     (input_dim -> output_dim). `fields` are those of `models.arch.ArchConfig` (validated there); fields that
     do not apply to `arch` are ignored. `block_size` is the Transformer's maximum context; `positions=False`
     gives it no position embedding."""
@@ -190,6 +190,10 @@ def make_model(arch: str, *, vocab_size: int = 0, input_dim: int = 0, output_dim
     if arch == "transformer":
         return Transformer(c.d_model, c.n_layers, c.n_heads, block_size, c.mlp_ratio, c.dropout,
                            positions=positions, **io)
+    if arch == "mamba":
+        from .mamba import MambaLM  # needs the mambapy package (pip install 'minrnn[mamba]')
+        return MambaLM(c.d_model, c.n_layers, c.expansion, c.d_state, c.conv_kernel or 1, c.mlp_ratio, c.dropout,
+                       c.mamba_scan, **io)
     return RNNLM(arch, c.d_model, c.rnn_hidden, c.n_layers, c.dropout, **io)
 
 

@@ -1,8 +1,9 @@
 """Autoregressive token generation with a carried state, for every model of `minrnn.models`.
 
 The prompt is read with one parallel forward (prefill) that returns the state; each new token then costs
-one `step`: O(1) for minGRU/minLSTM (rnn state + conv window) and nn.GRU/nn.LSTM, O(context) for the
-Transformer (KV cache). A Transformer's context is capped at its `block_size`: past it, generation slides
+one `step`: O(1) for minGRU/minLSTM (rnn state + conv window), nn.GRU/nn.LSTM and Mamba (SSM state + conv
+inputs), O(context) for the Transformer (KV cache). Mamba's parallel forward (mambapy's) returns no state, so
+its prompt is read step by step from `init_state` (as mambapy's own generate does). A Transformer's context is capped at its `block_size`: past it, generation slides
 the window (re-reads the last block_size - 1 tokens without a cache, as nanoGPT does), which is slower.
 minGRU/minLSTM models step through the compiled kernel of `fast_step.py` where it applies (CPU, fp32;
 ``fast=False`` or ``MINRNN_DISABLE_FAST_STEP=1`` turn it off); the other models always use their own `step`.
@@ -60,7 +61,9 @@ def generate(model, prompt: torch.Tensor, n: int, temperature: float = 1.0, top_
     kind = STEP_KIND_NATIVE if why is None else f"PyTorch step ({why})"
     t0 = time.perf_counter()
     ctx = prompt if window is None else prompt[:, -window:]
-    logits, state = model(ctx)
+    # a model whose parallel forward keeps no state (Mamba via mambapy) reads the prompt step by step
+    start = model.init_state(prompt.shape[0]) if getattr(model, "stateless_parallel", False) else None
+    logits, state = model(ctx, start)
     t1, c1 = time.perf_counter(), time.process_time()
     tok = _pick(logits[:, -1], temperature, top_k, generator)
     out = [tok]

@@ -26,6 +26,11 @@ from .base import Task, TaskConfig, model_kwargs
 
 # The authors' selective-copy settings (paper-facts.md): no conv, no MLP, 3 layers, d_model 64, expansion 6.
 PAPER_MODEL = dict(d_model=64, n_layers=3, expansion=6.0, conv_kernel=0, mlp_ratio=0.0)
+# Mamba: the Mamba paper's selective-copying model (2 layers, D = 64, its own d_state 16, expand 2, conv 4,
+# no MLP) for `paper`; for `cpu`, the same block widened to D = 100 to be within 10% of the 3-layer minGRU's
+# parameters (225,418 vs 226,258; tests/test_mamba.py)
+MAMBA_PAPER_MODEL = dict(d_model=64, n_layers=2, expansion=2.0, conv_kernel=4, mlp_ratio=0.0, d_state=16)
+MAMBA_CPU_MODEL = dict(MAMBA_PAPER_MODEL, d_model=100, n_layers=3)
 
 
 @dataclass
@@ -79,10 +84,13 @@ class SelectiveCopy(Task):
     def preset(cls, preset: str, model: str) -> dict:
         super().preset(preset, model)
         arch = PAPER_MODEL if model in ("mingru", "minlstm") else dict(d_model=64, n_layers=3)
+        if model == "mamba":
+            arch = MAMBA_PAPER_MODEL if preset == "paper" else MAMBA_CPU_MODEL
         if preset == "paper":  # paper-facts.md: AdamW 3e-4, wd 0.05, clip 1, batch 64, 400k steps,
-            # eval every 1000 steps on 200 batches of 64
+            # eval every 1000 steps on 200 batches of 64 (Mamba: the Mamba paper's lr 1e-4)
+            lr = 1e-4 if model == "mamba" else 3e-4
             return dict(arch, seq_len=4096, n_tokens=16, vocab_size=16, n_val=12800, n_test=12800,
-                        steps=400_000, batch_size=64, lr=3e-4, min_lr=3e-5, weight_decay=0.05,
+                        steps=400_000, batch_size=64, lr=lr, min_lr=lr / 10, weight_decay=0.05,
                         grad_clip=1.0, eval_every=1000, warmup_steps=1000)
         # cpu: the paper's model, vocabulary, 16 data tokens and 16 markers, with a data region of 32 instead
         # of 4096 (inputs 48 long, not 4112; 16 blanks among the 16 data tokens keep the task selective).

@@ -102,6 +102,8 @@ _CPU_MODELS = {
     "transformer": dict(d_model=128, n_layers=2, n_heads=4, mlp_ratio=4.0),
     "gru": dict(d_model=128, n_layers=2, rnn_hidden=200),
     "lstm": dict(d_model=128, n_layers=2, rnn_hidden=172),
+    # mambapy blocks (d_state 16, expand 2, conv 4, the Mamba paper's) in the minGRU block's place, MLP x1.0
+    "mamba": dict(d_model=128, n_layers=3, expansion=2.0, mlp_ratio=1.0, conv_kernel=4, d_state=16),
 }
 _PAPER_MODELS = {
     "mingru": dict(d_model=384, n_layers=3, expansion=2.0, mlp_ratio=4.0, conv_kernel=4),
@@ -109,6 +111,7 @@ _PAPER_MODELS = {
     "transformer": dict(d_model=384, n_layers=6, n_heads=6, mlp_ratio=4.0),
     "gru": dict(d_model=384, n_layers=3, rnn_hidden=640),
     "lstm": dict(d_model=384, n_layers=3, rnn_hidden=560),
+    "mamba": dict(d_model=384, n_layers=3, expansion=2.0, mlp_ratio=3.75, conv_kernel=4, d_state=16),
 }
 
 

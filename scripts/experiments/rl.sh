@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Offline RL (issue 6): Decision-minGRU / Decision-minLSTM / DT on the locomotion stand-ins. Run from the repo root.
-#   scripts/experiments/rl.sh small   # hopper-medium, 3 models x SEEDS (default 0 1 2), cpu preset (~minutes/run)
+#   scripts/experiments/rl.sh small   # hopper-medium, MODELS x SEEDS (default 0 1 2), cpu preset (~minutes/run)
+#   MODELS=mamba SEEDS=0 scripts/experiments/rl.sh grid   # Decision Mamba on every cell (~14 min/run on CPU)
 #   scripts/experiments/rl.sh paper   # the full grid: 3 envs x (medium, medium-replay) x 3 models x 3 seeds,
 #                                     # DT's recipe (100k steps, d 128, 3 layers, K 20, lr 1e-4): GPU-days on CPU
 #   scripts/experiments/rl.sh grid    # every stand-in cell (3 envs x medium, medium-replay) x 3 models x SEEDS,
@@ -18,6 +19,7 @@ THREADS=${THREADS:-1}
 EPISODES=${EPISODES:-5}
 SEEDS=${SEEDS:-"0 1 2"}
 CELLS=${CELLS:-"hopper:medium hopper:medium-replay walker2d:medium halfcheetah:medium walker2d:medium-replay halfcheetah:medium-replay"}  # grid cells (env:dataset)
+MODELS=${MODELS:-"mingru minlstm dt"}  # grid/small models; mamba = Decision Mamba (needs minrnn[mamba])
 WINDOW=${WINDOW:-1}   # 0: skip the extra --mode window evaluation of the minRNN runs
 export OMP_WAIT_POLICY=PASSIVE
 mkdir -p "$RUNS/logs"
@@ -43,7 +45,7 @@ run() {  # run NAME PRESET ENV DATASET MODEL SEED
 case "$WHAT" in
   small)
     for seed in $SEEDS; do
-      for model in mingru minlstm dt; do
+      for model in $MODELS; do
         run "rl-cpu-hopper-medium-$model-s$seed" cpu hopper medium "$model" "$seed"
       done
     done ;;
@@ -51,7 +53,7 @@ case "$WHAT" in
     for cell in $CELLS; do
       env=${cell%%:*}; ds=${cell#*:}
       for seed in $SEEDS; do
-        for model in mingru minlstm dt; do
+        for model in $MODELS; do
           run "rl-cpu-$env-$ds-$model-s$seed" cpu "$env" "$ds" "$model" "$seed"
         done
       done

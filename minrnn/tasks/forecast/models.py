@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from ...models.baselines import make_model
 
-RNN_MODELS = ("mingru", "minlstm", "gru", "lstm")
+RNN_MODELS = ("mingru", "minlstm", "gru", "lstm", "mamba")  # the sequence models RNNForecaster wraps
 MODELS = RNN_MODELS + ("dlinear", "itransformer", "repeat")
 
 
@@ -127,7 +127,10 @@ class RNNForecaster(nn.Module):
             out, _ = self.core(patchify(seq, P, P, pad=False))  # (B', N + k - 1, P*c)
             n_in = self.L // P
             return out[:, n_in - 1:].reshape(Bp, k * P, c)[:, :self.H]
-        out, state = self.core(patchify(x, P, P, pad=False))
+        window = patchify(x, P, P, pad=False)
+        # Mamba's parallel forward keeps no state: read the window step by step from a zero state instead
+        start = self.core.init_state(Bp) if getattr(self.core, "stateless_parallel", False) else None
+        out, state = self.core(window, start)
         nxt, preds = out[:, -1:], [out[:, -1:]]
         for _ in range(k - 1):
             nxt, state = self.core(nxt, state)

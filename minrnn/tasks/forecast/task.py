@@ -25,7 +25,7 @@ from .models import MODELS, RNN_MODELS, DLinear, ITransformer, Repeat, RNNForeca
 @dataclass
 class ForecastConfig(TaskConfig):
     MODELS: ClassVar[tuple] = MODELS
-    model: str = "mingru"          # forecaster: mingru | minlstm | gru | lstm | dlinear | itransformer | repeat
+    model: str = "mingru"          # forecaster: mingru | minlstm | gru | lstm | mamba | dlinear | itransformer | repeat
     dataset: str = "ETTh1"         # benchmark series: ETTh1 ETTh2 ETTm1 ETTm2 weather exchange_rate national_illness
     data_dir: str = ""             # folder of the benchmark CSVs (default: $MINRNN_DATA/forecasting, ../shared/data/forecasting)
     csv: str = ""                  # your own series instead: a CSV of a date column then numeric columns (70/10/20 split)
@@ -65,6 +65,7 @@ class ForecastConfig(TaskConfig):
 
 
 RNN_HIDDEN = {"gru": 40, "lstm": 36}  # cpu preset: within 5% of the minGRU forecaster's parameters at H = 96 and 720
+MAMBA_MLP = {"cpu": 0.5, "paper": 1.5}  # Mamba's MLP ratio: within 10% of the minGRU forecaster at H = 96 and 720
 # cpu preset sizes; a run is bounded by `time_budget` seconds of one core (see docs/forecasting.md)
 _CPU = {
     "mingru": dict(d_model=32, n_layers=2, expansion=2.0, mlp_ratio=2.0, conv_kernel=0, dropout=0.0, highway=True,
@@ -73,6 +74,10 @@ _CPU = {
                     lr=2e-3),
     "gru": dict(d_model=32, n_layers=2, rnn_hidden=RNN_HIDDEN["gru"], dropout=0.0, highway=True, lr=2e-3),
     "lstm": dict(d_model=32, n_layers=2, rnn_hidden=RNN_HIDDEN["lstm"], dropout=0.0, highway=True, lr=2e-3),
+    # mambapy blocks in the minGRU block's place (d_state 16, expand 2, conv 4 over the patches), MLP x0.5: within
+    # 10% of the minGRU forecaster (tests/test_mamba.py)
+    "mamba": dict(d_model=32, n_layers=2, expansion=2.0, mlp_ratio=MAMBA_MLP["cpu"], conv_kernel=4, d_state=16,
+                  dropout=0.0, highway=True, lr=2e-3),
     "dlinear": dict(lr=1e-4, weight_decay=0.0),
     "itransformer": dict(d_model=128, n_layers=2, n_heads=8, d_ff=128, dropout=0.1, lr=5e-4),
     "repeat": dict(),
@@ -86,6 +91,8 @@ _PAPER = {
                     lr=1e-3),
     "gru": dict(d_model=128, n_layers=2, rnn_hidden=192, dropout=0.1, highway=True, lr=1e-3),
     "lstm": dict(d_model=128, n_layers=2, rnn_hidden=168, dropout=0.1, highway=True, lr=1e-3),
+    "mamba": dict(d_model=128, n_layers=3, expansion=2.0, mlp_ratio=MAMBA_MLP["paper"], conv_kernel=4, d_state=16,
+                  dropout=0.1, highway=True, lr=1e-3),
     "dlinear": dict(lr=1e-4, weight_decay=0.0),
     "itransformer": dict(d_model=256, n_layers=2, n_heads=8, d_ff=256, dropout=0.1, lr=1e-4),
     "repeat": dict(),

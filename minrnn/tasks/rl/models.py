@@ -3,12 +3,13 @@
 As in the Decision Transformer (Chen et al. 2021), a trajectory is the token sequence
 (R_1, s_1, a_1, R_2, s_2, a_2, ...) with R_t the return-to-go; each token is a linear embedding of its
 value plus a learned embedding of the episode timestep t, followed by a LayerNorm. A causal sequence model
-(the `backbone`: minGRU/minLSTM blocks or a GPT from `models.baselines.make_model`) runs over the 3K tokens
+(the `backbone`: minGRU/minLSTM blocks, a GPT, or mambapy Mamba blocks for Decision Mamba, all from
+`models.baselines.make_model`) runs over the 3K tokens
 and the action a_t is predicted (tanh) from the output at the state token s_t. Only the backbone differs.
 
-Acting (`Actor`): the recurrent models feed the new tokens (a_{t-1}, R_t, s_t) into their carried state,
+Acting (`Actor`): the recurrent models (the minRNNs and Mamba) feed the new tokens (a_{t-1}, R_t, s_t) into their carried state,
 O(1) work per environment step, through the whole-backbone C step (`models.fast_step`, one call per token)
-where it applies and the PyTorch forward otherwise (same values up to fp32 rounding); `Actor(mode="window")`
+where it applies and the PyTorch forward otherwise (Mamba: mambapy's step, through `MambaLM.forward` with a state) (same values up to fp32 rounding); `Actor(mode="window")`
 instead re-runs the last K steps from scratch, which is what DT does (and what a recurrent model trained on
 K-step windows sees in training).
 """
@@ -21,14 +22,17 @@ from ...models.baselines import make_model
 from ...models.fast_step import FAST_MAX_BATCH, fast_step  # noqa: F401  (FAST_MAX_BATCH: re-exported)
 
 
+ARCHS = ("mingru", "minlstm", "transformer", "mamba")  # Decision-minGRU/-minLSTM, DT, Decision Mamba
+
+
 class DecisionModel(nn.Module):
     """forward(rtg (B,K,1), states (B,K,obs), actions (B,K,act), timesteps (B,K)) -> actions (B,K,act)."""
 
     def __init__(self, arch: str, obs_dim: int, act_dim: int, *, context: int = 20, max_ep_len: int = 1000,
                  d_model: int = 128, **backbone_kw):
         super().__init__()
-        if arch not in ("mingru", "minlstm", "transformer"):
-            raise ValueError(f"arch: expected mingru, minlstm or transformer, got {arch!r}")
+        if arch not in ARCHS:
+            raise ValueError(f"arch: expected one of {', '.join(ARCHS)}, got {arch!r}")
         self.arch, self.obs_dim, self.act_dim = arch, obs_dim, act_dim
         self.context, self.max_ep_len, self.recurrent = context, max_ep_len, arch != "transformer"
         self.embed_t = nn.Embedding(max_ep_len, d_model)
@@ -80,7 +84,7 @@ class Actor:
         if mode not in ("carried", "window"):
             raise ValueError(f"mode: expected 'carried' or 'window', got {mode!r}")
         if mode == "carried" and not model.recurrent:
-            raise ValueError("mode 'carried' needs a recurrent model (mingru/minlstm); the Transformer acts "
+            raise ValueError("mode 'carried' needs a recurrent model (mingru/minlstm/mamba); the Transformer acts "
                              "with mode 'window'")
         self.model, self.mode, self.B = model, mode, batch_size
         p = next(model.parameters())

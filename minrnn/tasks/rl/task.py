@@ -20,13 +20,13 @@ from ...paths import find_data
 from ..base import Task, TaskConfig, model_kwargs
 from .data import SegmentSampler, load_trajectories
 from .evaluate import DT_TARGETS, check_env, require_gym, rollout
-from .models import DecisionModel
+from .models import ARCHS, DecisionModel
 
 
 @dataclass
 class RLConfig(TaskConfig):
     """Offline RL task config (architecture fields come from TaskConfig)."""
-    model: str = "mingru"          # mingru | minlstm | dt (= transformer)
+    model: str = "mingru"          # mingru | minlstm | dt (= transformer) | mamba (Decision Mamba)
     env: str = "hopper"            # hopper | halfcheetah | walker2d
     dataset: str = "medium"        # medium | medium-replay | medium-expert | expert (file <env>-<dataset>.hdf5)
     data: str = ""                 # explicit D4RL hdf5 file or Minari dataset (id or dir); overrides env/dataset file
@@ -49,8 +49,8 @@ class RLConfig(TaskConfig):
         if self.model == "dt":
             self.model = "transformer"
         super().__post_init__()
-        if self.model not in ("mingru", "minlstm", "transformer"):
-            raise ValueError(f"model: expected mingru, minlstm or dt, got {self.model!r}")
+        if self.model not in ARCHS:
+            raise ValueError(f"model: expected mingru, minlstm, dt or mamba, got {self.model!r}")
         check_env(self.env)
         if self.act_mode not in ("auto", "carried", "window"):
             raise ValueError(f"act_mode: expected auto, carried or window, got {self.act_mode!r}")
@@ -92,11 +92,14 @@ class RLTask(Task):
         super().preset(preset, model)
         common = dict(d_model=128, n_layers=3, n_heads=1, dropout=0.1, context=20, batch_size=64,
                       lr=1e-4, min_lr=1e-5, weight_decay=1e-4, warmup_steps=10_000, grad_clip=0.25)
+        # Decision Mamba: mambapy blocks (d_state 16, expand 2, conv 4) with the MLP at x3 instead of x4, which
+        # puts it within 10% of Decision-minGRU's backbone (tests/test_mamba.py)
+        mamba = dict(conv_kernel=4, mlp_ratio=3.0, d_state=16) if model == "mamba" else {}
         if preset == "paper":  # DT's recipe: 10 x 10k steps; 5 roll-outs per evaluation in DT's code
-            return dict(common, steps=100_000, eval_every=10_000, eval_episodes=10)
+            return dict(common, steps=100_000, eval_every=10_000, eval_episodes=10, **mamba)
         # what one shared CPU thread affords in minutes: a narrower model, smaller batches, 1.5k steps
         return dict(common, d_model=64, batch_size=32, lr=6e-4, min_lr=6e-5, warmup_steps=100, steps=1_500,
-                    eval_every=500, eval_episodes=3)
+                    eval_every=500, eval_episodes=3, **mamba)
 
     def data_fingerprint(self) -> dict | None:
         """sha256 of the dataset file (a Minari id or folder: None, it is not one file)."""
