@@ -117,7 +117,7 @@ def test_actor_errors():
     m = DecisionModel("transformer", 5, 2, context=4, d_model=16, n_layers=1, n_heads=1)
     with pytest.raises(ValueError, match="needs a recurrent model"):
         Actor(m, 1, "carried")
-    with pytest.raises(ValueError, match="expected mingru, minlstm or transformer"):
+    with pytest.raises(ValueError, match="expected one of mingru, minlstm, transformer, mamba"):
         DecisionModel("gru", 5, 2)
     R, S, A, T = _seq(obs=5)
     with pytest.raises(ValueError, match="actions: expected shape \\(B, K, 2\\)"):

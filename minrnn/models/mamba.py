@@ -161,6 +161,8 @@ class MambaLM(nn.Module):
                 outs.append(o)
             return torch.stack(outs, 1), state
         self._set_scan(x)
+        # mambapy's pscan cannot reshape an empty batch; its sequential scan returns the empty result
+        self.config.pscan = self.mamba_scan != "sequential" and x.shape[0] > 0
         h = self.drop(self.embed(x))
         for i, layer in enumerate(self.layers):
             h = self._mlp(i, layer(h))
@@ -186,7 +188,8 @@ class MambaLM(nn.Module):
 def selective_scan_reference(mixer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """fp64 sequential twin of one mambapy MambaBlock's forward (x (B, L, D) -> (B, L, D)), written from the
     Mamba paper's equations (h_t = exp(dt_t A) h_{t-1} + dt_t B_t x_t, y_t = C_t h_t + D x_t, gated by
-    SiLU(z)), for tests: it shares no code with the package's forward."""
+    SiLU(z)), for tests: it shares no code with the package's forward. One deliberate match: A and D are rounded
+    to float32 first, because mambapy does so in every dtype (an fp64 model's A and D are fp32 numbers)."""
     c = mixer.config
     W = {k: v.detach().double() for k, v in mixer.state_dict().items()}
     x = x.double()
@@ -200,11 +203,13 @@ def selective_scan_reference(mixer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     dbc = u @ W["x_proj.weight"].T
     dt, Bm, Cm = dbc.split([c.dt_rank, c.d_state, c.d_state], -1)
     dt = F.softplus(dt @ W["dt_proj.weight"].T + W["dt_proj.bias"])  # (B, L, ED)
-    A = -torch.exp(W["A_log"])  # (ED, N)
+    # A = -exp(A_log) and D rounded to float32, as mambapy computes them (.float()) whatever the model's dtype
+    A = -torch.exp(W["A_log"].float()).double()  # (ED, N)
+    Dv = W["D"].float().double()
     h = x.new_zeros(x.shape[0], c.d_inner, c.d_state)
     ys = []
     for t in range(L):
         h = torch.exp(dt[:, t, :, None] * A) * h + dt[:, t, :, None] * Bm[:, t, None, :] * u[:, t, :, None]
-        ys.append((h * Cm[:, t, None, :]).sum(-1) + W["D"] * u[:, t])
+        ys.append((h * Cm[:, t, None, :]).sum(-1) + Dv * u[:, t])
     y = torch.stack(ys, 1) * F.silu(z)
     return y @ W["out_proj.weight"].T + (W["out_proj.bias"] if "out_proj.bias" in W else 0)
